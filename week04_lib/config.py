@@ -1,0 +1,171 @@
+"""Timeouts and client configuration, from code or from ``WEEK04_*`` variables.
+
+Taught in notebook 01, section 1.3 (timeouts) and notebook 05 (the whole config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Mapping, Optional
+
+from .errors import InvalidRequest
+
+# The course's table: connect / read / total seconds per use case.
+PRESETS: Dict[str, tuple] = {
+    "quick_chat": (3.0, 15.0, 18.0),
+    "standard": (5.0, 30.0, 35.0),
+    "long_form": (5.0, 90.0, 95.0),
+    "embedding": (3.0, 10.0, 13.0),
+}
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds. ``connect``: TCP set-up; ``read``: the longest silence between bytes;
+    ``total``: the whole attempt, however the bytes arrive (requests has no such limit).
+    """
+
+    connect: float = 5.0
+    read: float = 30.0
+    total: float = 35.0
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise InvalidRequest(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
+
+    @classmethod
+    def preset(cls, name: str) -> "Timeouts":
+        """One of the course's presets: quick_chat, standard, long_form, embedding."""
+        if name not in PRESETS:
+            raise InvalidRequest(f"unknown timeout preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(*PRESETS[name])
+
+
+def _timeouts_default() -> Timeouts:
+    return Timeouts.preset("standard")
+
+
+@dataclass
+class ClientConfig:
+    """Everything ``LLMClient`` needs. ``repr`` never shows the API key."""
+
+    base_url: str = "https://api.openai.com/v1"
+    api_key: Optional[str] = field(default=None, repr=False)
+    model: str = "gpt-4o-mini"
+    fallback_models: List[str] = field(default_factory=list)
+    timeouts: Timeouts = field(default_factory=_timeouts_default)
+    max_attempts: int = 4
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    rpm: Optional[int] = None
+    tpm: Optional[int] = None
+    max_concurrency: Optional[int] = None
+    cache: Optional[str] = None
+    cache_ttl_s: Optional[float] = None
+    breaker_failures: int = 5
+    breaker_reset_s: float = 30.0
+    log_path: Optional[str] = None
+    serve_stale: bool = False
+    queue_path: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
+            raise InvalidRequest(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        self.base_url = str(self.base_url).rstrip("/")
+        if not self.model:
+            raise InvalidRequest("model must be a non-empty string")
+        if isinstance(self.fallback_models, str):
+            self.fallback_models = [m.strip() for m in self.fallback_models.split(",") if m.strip()]
+        if not isinstance(self.timeouts, Timeouts):
+            raise InvalidRequest("timeouts must be a Timeouts (e.g. Timeouts.preset('standard'))")
+        if self.max_attempts < 1:
+            raise InvalidRequest(f"max_attempts must be at least 1, got {self.max_attempts}")
+        if self.backoff_base < 0 or self.backoff_cap < self.backoff_base:
+            raise InvalidRequest("need 0 <= backoff_base <= backoff_cap")
+        for name in ("rpm", "tpm", "max_concurrency", "cache_ttl_s"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise InvalidRequest(f"{name} must be positive or None, got {value}")
+        if self.cache not in (None, "memory") and not str(self.cache).startswith("sqlite:"):
+            raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {self.cache!r}")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
+        )
+        key = "None" if self.api_key is None else "'***'"
+        return f"ClientConfig({shown}, api_key={key})"
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides) -> "ClientConfig":
+        """Read ``WEEK04_*`` variables (see README); ``OPENAI_API_KEY`` and
+        ``OPENAI_BASE_URL`` are the fallbacks for the key and the URL.
+        Keyword arguments win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for name, (variable, parse) in ENV_VARIABLES.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise InvalidRequest(f"{variable}={raw!r} is not valid: {exc}") from None
+        values.setdefault("api_key", env.get("OPENAI_API_KEY") or None)
+        if env.get("OPENAI_BASE_URL"):
+            values.setdefault("base_url", env["OPENAI_BASE_URL"])
+        values["timeouts"] = _timeouts_from_env(env)
+        values.update(overrides)
+        return cls(**values)
+
+
+def _timeouts_from_env(env: Mapping[str, str]) -> Timeouts:
+    base = Timeouts.preset(env.get("WEEK04_TIMEOUT_PRESET") or "standard")
+    parts = {}
+    for name in ("connect", "read", "total"):
+        raw = env.get(f"WEEK04_{name.upper()}_TIMEOUT")
+        if raw:
+            try:
+                parts[name] = float(raw)
+            except ValueError:
+                raise InvalidRequest(f"WEEK04_{name.upper()}_TIMEOUT={raw!r} is not a number") from None
+    return dataclasses.replace(base, **parts)
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _models(raw: str) -> List[str]:
+    return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+# field name -> (environment variable, parser). The README documents each one.
+ENV_VARIABLES: Dict[str, tuple[str, Callable[[str], object]]] = {
+    "base_url": ("WEEK04_BASE_URL", str),
+    "api_key": ("WEEK04_API_KEY", str),
+    "model": ("WEEK04_MODEL", str),
+    "fallback_models": ("WEEK04_FALLBACK_MODELS", _models),
+    "max_attempts": ("WEEK04_MAX_ATTEMPTS", int),
+    "backoff_base": ("WEEK04_BACKOFF_BASE", float),
+    "backoff_cap": ("WEEK04_BACKOFF_CAP", float),
+    "rpm": ("WEEK04_RPM", int),
+    "tpm": ("WEEK04_TPM", int),
+    "max_concurrency": ("WEEK04_MAX_CONCURRENCY", int),
+    "cache": ("WEEK04_CACHE", str),
+    "cache_ttl_s": ("WEEK04_CACHE_TTL_S", float),
+    "breaker_failures": ("WEEK04_BREAKER_FAILURES", int),
+    "breaker_reset_s": ("WEEK04_BREAKER_RESET_S", float),
+    "log_path": ("WEEK04_LOG_PATH", str),
+    "serve_stale": ("WEEK04_SERVE_STALE", _boolean),
+    "queue_path": ("WEEK04_QUEUE_PATH", str),
+}

@@ -1,0 +1,153 @@
+"""The error taxonomy: every failure of an LLM call, caught by kind.
+
+Taught in notebook 01, section 1.5. Transient errors are worth retrying (part 02);
+permanent ones never are. Every error carries what a log line needs: the request id,
+the model, the attempt number, the HTTP status (if any) and a short ``error_type``.
+Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+
+class LLMError(Exception):
+    """Base class of every error the package raises about a call."""
+
+    error_type = "llm_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: Optional[str] = None,
+        model: Optional[str] = None,
+        attempt: Optional[int] = None,
+        status_code: Optional[int] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+        self.model = model
+        self.attempt = attempt
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        context = [
+            f"{name}={value}"
+            for name, value in (
+                ("model", self.model),
+                ("status", self.status_code),
+                ("attempt", self.attempt),
+                ("request_id", self.request_id),
+            )
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(context)})" if context else self.message
+
+
+class TransientError(LLMError):
+    """May succeed if tried again later: retried with backoff."""
+
+    error_type = "transient"
+
+
+class LLMTimeout(TransientError):
+    """The call took too long (connect, read, or the total deadline)."""
+
+    error_type = "timeout"
+
+
+class ConnectTimeout(LLMTimeout):
+    """No TCP connection within the connect timeout."""
+
+    error_type = "connect_timeout"
+
+
+class ReadTimeout(LLMTimeout):
+    """The server sent nothing for longer than the read timeout."""
+
+    error_type = "read_timeout"
+
+
+class DeadlineExceeded(LLMTimeout):
+    """The total time budget of the call ran out (even if bytes kept trickling in)."""
+
+    error_type = "deadline"
+
+
+class ConnectionFailed(TransientError):
+    """Refused, reset, or dropped before a complete answer arrived."""
+
+    error_type = "connection"
+
+
+class RateLimited(TransientError):
+    """HTTP 429. ``retry_after`` is the server's hint in seconds, or None."""
+
+    error_type = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: Optional[float] = None, **context) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
+class ServerError(TransientError):
+    """HTTP 5xx (500, 502, 503, 504, 529 overloaded) or 408/409."""
+
+    error_type = "server_error"
+
+
+class InvalidResponse(TransientError):
+    """The body is not JSON, or not the shape of a chat completion."""
+
+    error_type = "invalid_response"
+
+
+class PermanentError(LLMError):
+    """Retrying cannot help: fix the request, the key or the model name."""
+
+    error_type = "permanent"
+
+
+class AuthError(PermanentError):
+    """HTTP 401 or 403: the API key is missing, wrong, or lacks permission."""
+
+    error_type = "auth"
+
+
+class NotFound(PermanentError):
+    """HTTP 404: usually a wrong model name or base URL."""
+
+    error_type = "not_found"
+
+
+class BadRequest(PermanentError):
+    """HTTP 400 or 422 (or another 4xx): the request itself is wrong."""
+
+    error_type = "bad_request"
+
+
+class CircuitOpen(LLMError):
+    """Failed fast: the model's circuit breaker is open, no request was sent."""
+
+    error_type = "circuit_open"
+
+
+class AllModelsFailed(LLMError):
+    """Every model in the chain failed; ``errors`` has one error per model tried."""
+
+    error_type = "all_models_failed"
+
+    def __init__(self, message: str, *, errors: Sequence[LLMError] = (), **context) -> None:
+        super().__init__(message, **context)
+        self.errors = list(errors)
+
+
+class InvalidRequest(ValueError):
+    """Bad input to the client, raised before anything is sent.
+
+    A ``ValueError`` (not an ``LLMError``): it is the caller's bug, not the service's.
+    """
+
+    error_type = "invalid_request"
