@@ -10,7 +10,7 @@ from week04_lib import Timeouts, errors
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.transport import Transport, error_for_status, parse_retry_after
 
-from .conftest import HELLO
+from .conftest import HELLO, open_sockets
 
 PAYLOAD = {"model": "fake-mini", "messages": HELLO}
 FAST = Timeouts(connect=1, read=1, total=1.5)
@@ -68,6 +68,18 @@ def test_total_deadline_holds_and_nothing_leaks(fault, no_leaks):
     with pytest.raises(errors.LLMTimeout):
         attempt(fault)
     assert time.monotonic() - start < FAST.total + 0.25
+
+
+@pytest.mark.parametrize("fault", ["hang", "trickle:0.05"])
+def test_a_timed_out_connection_is_closed_not_pooled(fault):
+    with FakeLLMServer([fault], latency=0) as srv:
+        transport = Transport(srv.url)
+        before = open_sockets()
+        with pytest.raises(errors.LLMTimeout):
+            transport.chat(PAYLOAD, timeouts=Timeouts(connect=1, read=0.3, total=0.3))
+        # At most the server's end of the abandoned connection is still open; ours is closed.
+        assert open_sockets() <= before + 1
+        transport.close()
 
 
 def test_trickle_outlives_the_read_timeout_but_not_the_deadline():

@@ -1,0 +1,140 @@
+"""The forced-failure checklist (`make demo`): every failure the course names, forced
+against the embedded fake server, expected vs observed, PASS/FAIL.
+
+Taught in notebook 01 (the self-check "can you show your client does not hang
+forever?") and grown by every later part. Exit status 1 if any row fails.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence, Tuple, Type
+
+from . import errors
+from .config import Timeouts
+from .fakeserver import FakeLLMServer
+from .transport import Transport
+
+BUDGET = Timeouts(connect=1.0, read=1.0, total=1.5)
+SLACK_S = 0.25  # how far past the total deadline a failure may land
+PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Is anyone there?"}]}
+
+
+@dataclass(frozen=True)
+class Check:
+    scenario: str
+    expected: str
+    run: Callable[[], Tuple[str, bool]]  # returns (observed, passed)
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    expected: str
+    observed: str
+    seconds: float
+    passed: bool
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _attempt(url: str) -> str:
+    """One call through the transport; the outcome's class name."""
+    transport = Transport(url)
+    try:
+        transport.chat(PAYLOAD, timeouts=BUDGET)
+        return "ok"
+    except errors.LLMError as exc:
+        return type(exc).__name__
+    finally:
+        transport.close()
+
+
+def expect_error(scenario: str, fault: Optional[str], error: Type[errors.LLMError]) -> Check:
+    """``fault`` against the fake server (None: a port nobody listens on) ends in ``error``
+    within the total budget."""
+    def run() -> Tuple[str, bool]:
+        start = time.monotonic()
+        if fault is None:
+            outcome = _attempt(f"http://127.0.0.1:{_closed_port()}/v1")
+        else:
+            with FakeLLMServer([fault], latency=0) as srv:
+                outcome = _attempt(srv.url)
+        in_time = time.monotonic() - start <= BUDGET.total + SLACK_S
+        passed = outcome in _names(error) and in_time
+        return outcome + ("" if in_time else " (too late)"), passed
+    return Check(scenario, f"{error.__name__} in <= {BUDGET.total + SLACK_S:g}s", run)
+
+
+def _names(error: Type[errors.LLMError]) -> List[str]:
+    """The class and all its subclasses' names: LLMTimeout covers DeadlineExceeded."""
+    found, todo = [], [error]
+    while todo:
+        cls = todo.pop()
+        found.append(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def part01_checks() -> List[Check]:
+    return [
+        expect_error("hang (accept, never answer)", "hang", errors.LLMTimeout),
+        expect_error("trickle (1 byte / 0.2 s)", "trickle:0.2", errors.DeadlineExceeded),
+        expect_error("connection refused", None, errors.ConnectionFailed),
+        expect_error("connection reset", "reset", errors.ConnectionFailed),
+        expect_error("HTTP 500", "500", errors.ServerError),
+        expect_error("HTTP 503", "503", errors.ServerError),
+        expect_error("HTTP 401 (bad key)", "401", errors.AuthError),
+        expect_error("HTTP 404 (bad model)", "404", errors.NotFound),
+        expect_error("invalid JSON body", "invalid_json", errors.InvalidResponse),
+        expect_error("HTML error page", "html", errors.InvalidResponse),
+        expect_error("JSON without choices", "empty", errors.InvalidResponse),
+    ]
+
+
+def all_checks() -> List[Check]:
+    return part01_checks()
+
+
+def run_checks(checks: Sequence[Check]) -> List[Row]:
+    rows = []
+    for check in checks:
+        start = time.monotonic()
+        try:
+            observed, passed = check.run()
+        except Exception as exc:  # a crash is a failed row, not a crashed checklist
+            observed, passed = f"crashed: {type(exc).__name__}: {exc}", False
+        rows.append(Row(check.scenario, check.expected, observed, time.monotonic() - start, passed))
+    return rows
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    header = ("scenario", "expected", "observed", "time", "result")
+    cells = [header] + [
+        (r.scenario, r.expected, r.observed, f"{r.seconds:.2f}s", "PASS" if r.passed else "FAIL") for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    print(f"Forced-failure checklist against the embedded fake server "
+          f"(budget: connect {BUDGET.connect:g}s, read {BUDGET.read:g}s, total {BUDGET.total:g}s)\n")
+    rows = run_checks(all_checks())
+    print(format_rows(rows))
+    failed = sum(not r.passed for r in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
