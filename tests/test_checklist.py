@@ -17,5 +17,6 @@ def test_a_wrong_expectation_fails_the_row_and_the_exit_code(monkeypatch, capsys
 def test_a_crashing_check_is_a_failed_row():
     def boom():
         raise RuntimeError("no")
+
     [row] = checklist.run_checks([checklist.Check("boom", "nothing", boom)])
     assert not row.passed and "RuntimeError" in row.observed

@@ -60,8 +60,12 @@ def test_from_env_falls_back_to_openai_variables_and_overrides_win():
 
 @pytest.mark.parametrize(
     "env, message",
-    [({"WEEK04_MAX_ATTEMPTS": "many"}, "WEEK04_MAX_ATTEMPTS"), ({"WEEK04_SERVE_STALE": "maybe"}, "WEEK04_SERVE_STALE"),
-     ({"WEEK04_TOTAL_TIMEOUT": "soon"}, "WEEK04_TOTAL_TIMEOUT"), ({"WEEK04_TIMEOUT_PRESET": "x"}, "preset")],
+    [
+        ({"WEEK04_MAX_ATTEMPTS": "many"}, "WEEK04_MAX_ATTEMPTS"),
+        ({"WEEK04_SERVE_STALE": "maybe"}, "WEEK04_SERVE_STALE"),
+        ({"WEEK04_TOTAL_TIMEOUT": "soon"}, "WEEK04_TOTAL_TIMEOUT"),
+        ({"WEEK04_TIMEOUT_PRESET": "x"}, "preset"),
+    ],
 )
 def test_bad_environment_values_say_which_variable(env, message):
     with pytest.raises(InvalidRequest, match=message):
@@ -70,8 +74,15 @@ def test_bad_environment_values_say_which_variable(env, message):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"base_url": "localhost:8000"}, {"model": ""}, {"max_attempts": 0}, {"backoff_base": 2, "backoff_cap": 1},
-     {"rpm": 0}, {"cache": "redis://x"}, {"timeouts": (1, 2, 3)}],
+    [
+        {"base_url": "localhost:8000"},
+        {"model": ""},
+        {"max_attempts": 0},
+        {"backoff_base": 2, "backoff_cap": 1},
+        {"rpm": 0},
+        {"cache": "redis://x"},
+        {"timeouts": (1, 2, 3)},
+    ],
 )
 def test_bad_config_is_a_clear_value_error(kwargs):
     with pytest.raises(ValueError):

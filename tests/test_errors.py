@@ -4,8 +4,17 @@ from week04_lib import errors
 
 
 @pytest.mark.parametrize(
-    "cls", [errors.LLMTimeout, errors.ConnectTimeout, errors.ReadTimeout, errors.DeadlineExceeded,
-            errors.ConnectionFailed, errors.RateLimited, errors.ServerError, errors.InvalidResponse],
+    "cls",
+    [
+        errors.LLMTimeout,
+        errors.ConnectTimeout,
+        errors.ReadTimeout,
+        errors.DeadlineExceeded,
+        errors.ConnectionFailed,
+        errors.RateLimited,
+        errors.ServerError,
+        errors.InvalidResponse,
+    ],
 )
 def test_transient_errors_are_retryable(cls):
     assert issubclass(cls, errors.TransientError) and not issubclass(cls, errors.PermanentError)

@@ -25,25 +25,28 @@ def attempt(fault, timeouts=FAST, **server):
             transport.close()
 
 
-@pytest.mark.parametrize("fault, error", [
-    ("reset", errors.ConnectionFailed),
-    ("drop", errors.ConnectionFailed),
-    ("invalid_json", errors.InvalidResponse),
-    ("html", errors.InvalidResponse),
-    ("empty", errors.InvalidResponse),
-    ("429", errors.RateLimited),
-    ("500", errors.ServerError),
-    ("502", errors.ServerError),
-    ("503", errors.ServerError),
-    ("504", errors.ServerError),
-    ("529", errors.ServerError),
-    ("400", errors.BadRequest),
-    ("422", errors.BadRequest),
-    ("401", errors.AuthError),
-    ("403", errors.AuthError),
-    ("404", errors.NotFound),
-    ("slow:1.2", errors.ReadTimeout),
-])
+@pytest.mark.parametrize(
+    "fault, error",
+    [
+        ("reset", errors.ConnectionFailed),
+        ("drop", errors.ConnectionFailed),
+        ("invalid_json", errors.InvalidResponse),
+        ("html", errors.InvalidResponse),
+        ("empty", errors.InvalidResponse),
+        ("429", errors.RateLimited),
+        ("500", errors.ServerError),
+        ("502", errors.ServerError),
+        ("503", errors.ServerError),
+        ("504", errors.ServerError),
+        ("529", errors.ServerError),
+        ("400", errors.BadRequest),
+        ("422", errors.BadRequest),
+        ("401", errors.AuthError),
+        ("403", errors.AuthError),
+        ("404", errors.NotFound),
+        ("slow:1.2", errors.ReadTimeout),
+    ],
+)
 def test_each_fault_maps_to_its_error(fault, error):
     with pytest.raises(error) as caught:
         attempt(fault)
@@ -98,9 +101,8 @@ def test_deadline_shorter_than_read_timeout_wins_on_hang():
 
 
 def test_a_deadline_already_passed_sends_nothing():
-    with FakeLLMServer(latency=0) as srv:
-        with pytest.raises(errors.DeadlineExceeded):
-            Transport(srv.url).chat(PAYLOAD, deadline=time.monotonic() - 1)
+    with FakeLLMServer(latency=0) as srv, pytest.raises(errors.DeadlineExceeded):
+        Transport(srv.url).chat(PAYLOAD, deadline=time.monotonic() - 1)
     assert srv.attempts == []
 
 
@@ -135,9 +137,8 @@ def test_request_id_sent_as_both_headers_and_key_only_as_bearer():
 
 
 def test_auth_error_explains_and_never_shows_the_key():
-    with FakeLLMServer(latency=0, api_key="sk-right") as srv:
-        with pytest.raises(errors.AuthError) as caught:
-            Transport(srv.url, api_key="sk-wrong-key-123").chat(PAYLOAD)
+    with FakeLLMServer(latency=0, api_key="sk-right") as srv, pytest.raises(errors.AuthError) as caught:
+        Transport(srv.url, api_key="sk-wrong-key-123").chat(PAYLOAD)
     assert "API key" in str(caught.value)
     assert "sk-wrong-key-123" not in repr(caught.value) + str(caught.value)
 
@@ -157,17 +158,26 @@ def test_connection_is_reused_after_success():
     assert len(srv.attempts) == 3 and len(ports) == 1
 
 
-@pytest.mark.parametrize("status, cls", [(408, errors.LLMTimeout), (409, errors.ServerError),
-                                         (418, errors.BadRequest), (599, errors.ServerError)])
+@pytest.mark.parametrize(
+    "status, cls",
+    [(408, errors.LLMTimeout), (409, errors.ServerError), (418, errors.BadRequest), (599, errors.ServerError)],
+)
 def test_unusual_statuses(status, cls):
     assert type(error_for_status(status, {}, "")) is cls
 
 
-@pytest.mark.parametrize("headers, expected", [
-    ({"Retry-After": "2"}, 2.0), ({"retry-after-ms": "250"}, 0.25), ({"Retry-After": "-3"}, None),
-    ({"Retry-After": "soon"}, None), ({"Retry-After": "1e9"}, 600.0), ({}, None),
-    ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        ({"Retry-After": "2"}, 2.0),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"Retry-After": "-3"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "1e9"}, 600.0),
+        ({}, None),
+        ({"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+    ],
+)
 def test_parse_retry_after(headers, expected):
     assert parse_retry_after(headers) == expected
 

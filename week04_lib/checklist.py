@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple, Type
 
 from . import errors
 from .config import Timeouts
@@ -27,7 +27,7 @@ PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Is an
 class Check:
     scenario: str
     expected: str
-    run: Callable[[], Tuple[str, bool]]  # returns (observed, passed)
+    run: Callable[[], tuple[str, bool]]  # returns (observed, passed)
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,11 @@ def _attempt(url: str) -> str:
         transport.close()
 
 
-def expect_error(scenario: str, fault: Optional[str], error: Type[errors.LLMError]) -> Check:
+def expect_error(scenario: str, fault: str | None, error: type[errors.LLMError]) -> Check:
     """``fault`` against the fake server (None: a port nobody listens on) ends in ``error``
     within the total budget."""
-    def run() -> Tuple[str, bool]:
+
+    def run() -> tuple[str, bool]:
         start = time.monotonic()
         if fault is None:
             outcome = _attempt(f"http://127.0.0.1:{_closed_port()}/v1")
@@ -70,10 +71,11 @@ def expect_error(scenario: str, fault: Optional[str], error: Type[errors.LLMErro
         in_time = time.monotonic() - start <= BUDGET.total + SLACK_S
         passed = outcome in _names(error) and in_time
         return outcome + ("" if in_time else " (too late)"), passed
+
     return Check(scenario, f"{error.__name__} in <= {BUDGET.total + SLACK_S:g}s", run)
 
 
-def _names(error: Type[errors.LLMError]) -> List[str]:
+def _names(error: type[errors.LLMError]) -> list[str]:
     """The class and all its subclasses' names: LLMTimeout covers DeadlineExceeded."""
     found, todo = [], [error]
     while todo:
@@ -83,7 +85,7 @@ def _names(error: Type[errors.LLMError]) -> List[str]:
     return found
 
 
-def part01_checks() -> List[Check]:
+def part01_checks() -> list[Check]:
     return [
         expect_error("hang (accept, never answer)", "hang", errors.LLMTimeout),
         expect_error("trickle (1 byte / 0.2 s)", "trickle:0.2", errors.DeadlineExceeded),
@@ -99,11 +101,11 @@ def part01_checks() -> List[Check]:
     ]
 
 
-def all_checks() -> List[Check]:
+def all_checks() -> list[Check]:
     return part01_checks()
 
 
-def run_checks(checks: Sequence[Check]) -> List[Row]:
+def run_checks(checks: Sequence[Check]) -> list[Row]:
     rows = []
     for check in checks:
         start = time.monotonic()
@@ -121,14 +123,16 @@ def format_rows(rows: Sequence[Row]) -> str:
         (r.scenario, r.expected, r.observed, f"{r.seconds:.2f}s", "PASS" if r.passed else "FAIL") for r in rows
     ]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    print(f"Forced-failure checklist against the embedded fake server "
-          f"(budget: connect {BUDGET.connect:g}s, read {BUDGET.read:g}s, total {BUDGET.total:g}s)\n")
+def main(argv: Sequence[str] | None = None) -> int:
+    print(
+        f"Forced-failure checklist against the embedded fake server "
+        f"(budget: connect {BUDGET.connect:g}s, read {BUDGET.read:g}s, total {BUDGET.total:g}s)\n"
+    )
     rows = run_checks(all_checks())
     print(format_rows(rows))
     failed = sum(not r.passed for r in rows)

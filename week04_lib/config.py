@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional
 
 from .errors import InvalidRequest
 
 # The course's table: connect / read / total seconds per use case.
-PRESETS: Dict[str, tuple] = {
+PRESETS: dict[str, tuple] = {
     "quick_chat": (3.0, 15.0, 18.0),
     "standard": (5.0, 30.0, 35.0),
     "long_form": (5.0, 90.0, 95.0),
@@ -38,7 +38,7 @@ class Timeouts:
                 raise InvalidRequest(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
 
     @classmethod
-    def preset(cls, name: str) -> "Timeouts":
+    def preset(cls, name: str) -> Timeouts:
         """One of the course's presets: quick_chat, standard, long_form, embedding."""
         if name not in PRESETS:
             raise InvalidRequest(f"unknown timeout preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -54,23 +54,23 @@ class ClientConfig:
     """Everything ``LLMClient`` needs. ``repr`` never shows the API key."""
 
     base_url: str = "https://api.openai.com/v1"
-    api_key: Optional[str] = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
     model: str = "gpt-4o-mini"
-    fallback_models: List[str] = field(default_factory=list)
+    fallback_models: list[str] = field(default_factory=list)
     timeouts: Timeouts = field(default_factory=_timeouts_default)
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
-    rpm: Optional[int] = None
-    tpm: Optional[int] = None
-    max_concurrency: Optional[int] = None
-    cache: Optional[str] = None
-    cache_ttl_s: Optional[float] = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    cache: str | None = None
+    cache_ttl_s: float | None = None
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
-    log_path: Optional[str] = None
+    log_path: str | None = None
     serve_stale: bool = False
-    queue_path: Optional[str] = None
+    queue_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
@@ -94,14 +94,12 @@ class ClientConfig:
             raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {self.cache!r}")
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr
-        )
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
         key = "None" if self.api_key is None else "'***'"
         return f"ClientConfig({shown}, api_key={key})"
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides) -> "ClientConfig":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ClientConfig:
         """Read ``WEEK04_*`` variables (see README); ``OPENAI_API_KEY`` and
         ``OPENAI_BASE_URL`` are the fallbacks for the key and the URL.
         Keyword arguments win over the environment."""
@@ -145,12 +143,12 @@ def _boolean(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
-def _models(raw: str) -> List[str]:
+def _models(raw: str) -> list[str]:
     return [m.strip() for m in raw.split(",") if m.strip()]
 
 
 # field name -> (environment variable, parser). The README documents each one.
-ENV_VARIABLES: Dict[str, tuple[str, Callable[[str], object]]] = {
+ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "base_url": ("WEEK04_BASE_URL", str),
     "api_key": ("WEEK04_API_KEY", str),
     "model": ("WEEK04_MODEL", str),

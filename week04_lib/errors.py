@@ -8,7 +8,7 @@ Messages never contain the API key.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
 class LLMError(Exception):
@@ -20,10 +20,10 @@ class LLMError(Exception):
         self,
         message: str,
         *,
-        request_id: Optional[str] = None,
-        model: Optional[str] = None,
-        attempt: Optional[int] = None,
-        status_code: Optional[int] = None,
+        request_id: str | None = None,
+        model: str | None = None,
+        attempt: int | None = None,
+        status_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -87,7 +87,7 @@ class RateLimited(TransientError):
 
     error_type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: Optional[float] = None, **context) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, **context) -> None:
         super().__init__(message, **context)
         self.retry_after = retry_after
 

@@ -17,6 +17,7 @@ then ``default`` (or a seeded draw from ``mix``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,9 +27,10 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 log = logging.getLogger("week04_lib.fakeserver")
 
@@ -47,7 +49,7 @@ STATUS_TEXT = {
     504: ("server_error", "Gateway timeout."),
     529: ("overloaded_error", "Overloaded."),
 }
-_WORDS = (
+_WORDS = (  # noqa: SIM905 (a sentence reads better than a list of 30 strings)
     "reliable clients measure every call and retry only what is transient while "
     "timeouts keep waiting bounded caches save tokens logs explain incidents and "
     "budgets protect the provider from a storm of repeated requests"
@@ -56,20 +58,21 @@ _WORDS = (
 
 # --------------------------------------------------------------------------- faults
 
+
 @dataclass(frozen=True)
 class Fault:
     """One parsed fault spec, e.g. ``Fault.parse("429:retry-after=2")``."""
 
-    name: str                     # ok, slow, hang, trickle, reset, drop, invalid_json, html, empty, status
-    seconds: float = 0.0          # for slow and trickle
-    status: int = 200             # for status faults
-    retry_after: Optional[str] = None     # header value to send, if any
-    retry_after_ms: Optional[str] = None
+    name: str  # ok, slow, hang, trickle, reset, drop, invalid_json, html, empty, status
+    seconds: float = 0.0  # for slow and trickle
+    status: int = 200  # for status faults
+    retry_after: str | None = None  # header value to send, if any
+    retry_after_ms: str | None = None
 
     SIMPLE = ("ok", "hang", "reset", "drop", "invalid_json", "html", "empty")
 
     @classmethod
-    def parse(cls, spec: str) -> "Fault":
+    def parse(cls, spec: str) -> Fault:
         text = str(spec).strip()
         head, _, arg = text.partition(":")
         if head in cls.SIMPLE and not arg:
@@ -99,6 +102,7 @@ class Fault:
 
 # ------------------------------------------------------------------------- latency
 
+
 class LatencyModel:
     """Log-normal generation time with a given median and 99th percentile (seconds).
 
@@ -107,7 +111,7 @@ class LatencyModel:
 
     Z99 = 2.3263478740408408  # the standard normal's 99th percentile
 
-    def __init__(self, spec: Union[float, Tuple[float, float], None] = DEFAULT_LATENCY) -> None:
+    def __init__(self, spec: float | tuple[float, float] | None = DEFAULT_LATENCY) -> None:
         if spec is None or spec == 0:
             self.median, self.p99 = 0.0, 0.0
         elif isinstance(spec, (int, float)):
@@ -123,12 +127,13 @@ class LatencyModel:
             return 0.0
         return rng.lognormvariate(math.log(self.median), self.sigma)
 
-    def samples(self, n: int, seed: int = 0) -> List[float]:
+    def samples(self, n: int, seed: int = 0) -> list[float]:
         rng = random.Random(seed)
         return [self.sample(rng) for _ in range(n)]
 
 
 # ------------------------------------------------------------------- rate limiting
+
 
 class _Bucket:
     """A token bucket in real time: ``rate`` per second, holding at most ``capacity``."""
@@ -153,6 +158,7 @@ class _Bucket:
 
 # ------------------------------------------------------------------------- replies
 
+
 def estimate_prompt_tokens(messages: Any) -> int:
     """About four characters a token, plus a few per message (as OpenAI counts)."""
     if not isinstance(messages, list):
@@ -161,12 +167,10 @@ def estimate_prompt_tokens(messages: Any) -> int:
     return 3 + 4 * len(messages) + math.ceil(text / 4)
 
 
-def _reply_text(seed: int, body: Mapping[str, Any], salt: str) -> Tuple[str, str]:
+def _reply_text(seed: int, body: Mapping[str, Any], salt: str) -> tuple[str, str]:
     """A deterministic reply for the seed and request (plus ``salt`` when sampled)."""
     messages = body.get("messages") or []
-    digest = hashlib.sha256(
-        json.dumps([seed, body.get("model"), messages, salt], sort_keys=True).encode()
-    ).digest()
+    digest = hashlib.sha256(json.dumps([seed, body.get("model"), messages, salt], sort_keys=True).encode()).digest()
     users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
     systems = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
     asked = str(users[-1].get("content", "")) if users else ""
@@ -183,15 +187,16 @@ def _reply_text(seed: int, body: Mapping[str, Any], salt: str) -> Tuple[str, str
 
 # -------------------------------------------------------------------------- server
 
+
 @dataclass(frozen=True)
 class Attempt:
     """One request as the server received it."""
 
-    t: float                       # time.monotonic() on arrival
+    t: float  # time.monotonic() on arrival
     path: str
-    headers: Dict[str, str]
-    body: Optional[Any]            # parsed JSON, or None
-    fault: str                     # the fault applied ("auth" and "rate_limited" for the server's own)
+    headers: dict[str, str]
+    body: Any | None  # parsed JSON, or None
+    fault: str  # the fault applied ("auth" and "rate_limited" for the server's own)
 
 
 class FakeLLMServer:
@@ -202,13 +207,13 @@ class FakeLLMServer:
         script: Iterable[str] = (),
         *,
         default: str = "ok",
-        mix: Optional[Mapping[str, float]] = None,
+        mix: Mapping[str, float] | None = None,
         seed: int = 0,
-        rpm: Optional[float] = None,
-        tpm: Optional[float] = None,
+        rpm: float | None = None,
+        tpm: float | None = None,
         burst_s: float = 1.0,
-        latency: Union[float, Tuple[float, float], None] = DEFAULT_LATENCY,
-        api_key: Optional[str] = None,
+        latency: float | tuple[float, float] | None = DEFAULT_LATENCY,
+        api_key: str | None = None,
         models: Sequence[str] = MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -218,7 +223,9 @@ class FakeLLMServer:
         self.default = Fault.parse(default)
         self._default_spec = str(default).strip()
         self._mix = [(str(k).strip(), Fault.parse(k), float(w)) for k, w in (mix or {}).items()]
-        if mix is not None and (not self._mix or any(w < 0 for *_, w in self._mix) or sum(w for *_, w in self._mix) <= 0):
+        if mix is not None and (
+            not self._mix or any(w < 0 for *_, w in self._mix) or sum(w for *_, w in self._mix) <= 0
+        ):
             raise ValueError("mix needs non-negative weights with a positive sum, e.g. {'ok': 0.9, '503': 0.1}")
         self.seed = seed
         self.latency = LatencyModel(latency)
@@ -226,8 +233,8 @@ class FakeLLMServer:
         self.models = list(models)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._attempts: List[Attempt] = []
-        self._replies: Dict[str, bytes] = {}     # Idempotency-Key -> first answer
+        self._attempts: list[Attempt] = []
+        self._replies: dict[str, bytes] = {}  # Idempotency-Key -> first answer
         self._counter = 0
         self.billed_tokens = 0
         self.billed_requests = 0
@@ -236,7 +243,7 @@ class FakeLLMServer:
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.fake = self
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
     # -- lifecycle
     @property
@@ -247,11 +254,13 @@ class FakeLLMServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FakeLLMServer":
+    def start(self) -> FakeLLMServer:
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                name=f"fakeserver-{self.port}", daemon=True,
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"fakeserver-{self.port}",
+                daemon=True,
             )
             self._thread.start()
         return self
@@ -266,7 +275,7 @@ class FakeLLMServer:
         self._httpd.close_connections()
         self._httpd.server_close()  # joins the handler threads
 
-    def __enter__(self) -> "FakeLLMServer":
+    def __enter__(self) -> FakeLLMServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -277,29 +286,29 @@ class FakeLLMServer:
 
     # -- what happened
     @property
-    def attempts(self) -> List[Attempt]:
+    def attempts(self) -> list[Attempt]:
         with self._lock:
             return list(self._attempts)
 
-    def chat_attempts(self) -> List[Attempt]:
+    def chat_attempts(self) -> list[Attempt]:
         return [a for a in self.attempts if a.path.endswith("/chat/completions")]
 
     # -- decisions, each under the lock
-    def _next_fault(self) -> Tuple[str, Fault]:
+    def _next_fault(self) -> tuple[str, Fault]:
         if self._script:
             return self._script_specs.pop(0), self._script.pop(0)
         if self._mix:
-            specs, faults, weights = zip(*self._mix)
+            specs, faults, weights = zip(*self._mix, strict=False)
             i = self._rng.choices(range(len(faults)), weights=weights)[0]
             return specs[i], faults[i]
         return self._default_spec, self.default
 
-    def _admit(self, tokens: int) -> Tuple[Optional[float], Dict[str, str]]:
+    def _admit(self, tokens: int) -> tuple[float | None, dict[str, str]]:
         """Charge the server's own limits. Returns (retry_after or None, headers)."""
         now = time.monotonic()
-        headers: Dict[str, str] = {}
+        headers: dict[str, str] = {}
         wait = 0.0
-        for bucket, kind, amount in ((self._rpm, "requests", 1), (self._tpm, "tokens", tokens)):
+        for bucket, amount in ((self._rpm, 1), (self._tpm, tokens)):
             if bucket is not None:
                 bucket.refill(now)
                 wait = max(wait, bucket.wait_for(amount))
@@ -314,7 +323,7 @@ class FakeLLMServer:
                 headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
         return (wait if wait > 0 else None), headers
 
-    def _answer(self, body: Mapping[str, Any], key: Optional[str]) -> bytes:
+    def _answer(self, body: Mapping[str, Any], key: str | None) -> bytes:
         """The completion for this request; a repeated idempotency key replays, unbilled."""
         with self._lock:
             if key and key in self._replies:
@@ -330,12 +339,14 @@ class FakeLLMServer:
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body.get("model") or self.models[0],
-                "choices": [{
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "logprobs": None,
+                        "finish_reason": finish,
+                    }
+                ],
                 "usage": {
                     "prompt_tokens": prompt_tokens,
                     "completion_tokens": completion_tokens,
@@ -350,11 +361,9 @@ class FakeLLMServer:
                 self._replies[key] = data
             return data
 
-    def _record(self, handler: "_Handler", body: Optional[Any], fault: str) -> None:
+    def _record(self, handler: _Handler, body: Any | None, fault: str) -> None:
         with self._lock:
-            self._attempts.append(
-                Attempt(handler.arrived, handler.path, dict(handler.headers.items()), body, fault)
-            )
+            self._attempts.append(Attempt(handler.arrived, handler.path, dict(handler.headers.items()), body, fault))
 
     def _sample_latency(self) -> float:
         with self._lock:
@@ -385,10 +394,8 @@ class _HTTPServer(ThreadingHTTPServer):
         with self.sockets_lock:
             sockets = list(self.open_sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that goes away mid-answer is normal here; anything else is logged.
@@ -413,8 +420,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # -- helpers
-    def _send(self, status: int, payload: bytes, content_type: str = "application/json",
-              headers: Optional[Mapping[str, str]] = None) -> None:
+    def _send(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
@@ -424,8 +436,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.wfile.flush()
 
-    def _send_error_json(self, status: int, headers: Optional[Mapping[str, str]] = None,
-                         message: Optional[str] = None) -> None:
+    def _send_error_json(
+        self, status: int, headers: Mapping[str, str] | None = None, message: str | None = None
+    ) -> None:
         kind, text = STATUS_TEXT.get(status, ("error", "Error."))
         payload = {"error": {"message": message or text, "type": kind, "param": None, "code": status}}
         self._send(status, json.dumps(payload).encode(), headers=headers)
@@ -439,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.connection.shutdown(socket.SHUT_RDWR)
 
-    def _read_body(self) -> Tuple[bytes, Optional[Any]]:
+    def _read_body(self) -> tuple[bytes, Any | None]:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
@@ -461,7 +474,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self.arrived = time.monotonic()
         fake = self.server.fake
-        raw, body = self._read_body()
+        _, body = self._read_body()
         if not self.path.rstrip("/").endswith("/chat/completions"):
             fake._record(self, body, "no_route")
             return self._send_error_json(404, message=f"no route {self.path}")
@@ -486,7 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         fake._record(self, body, spec)
         self._apply(fault, body, limit_headers)
 
-    def _apply(self, fault: Fault, body: Dict[str, Any], headers: Dict[str, str]) -> None:
+    def _apply(self, fault: Fault, body: dict[str, Any], headers: dict[str, str]) -> None:
         fake = self.server.fake
         stopping = fake._stopping
         key = self.headers.get("Idempotency-Key")
@@ -503,12 +516,16 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.name == "reset":
             return self._close_abruptly(reset=True)
         if fault.name == "invalid_json":
-            return self._send(200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"role": "assist', headers=headers)
+            return self._send(
+                200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"role": "assist', headers=headers
+            )
         if fault.name == "html":
             page = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
             return self._send(200, page, content_type="text/html", headers=headers)
         if fault.name == "empty":
-            return self._send(200, json.dumps({"id": "chatcmpl-empty", "object": "chat.completion"}).encode(), headers=headers)
+            return self._send(
+                200, json.dumps({"id": "chatcmpl-empty", "object": "chat.completion"}).encode(), headers=headers
+            )
         # ok, slow, trickle, drop: the model does the work (and the provider bills it)
         delay = fault.seconds if fault.name == "slow" else fake._sample_latency()
         if stopping.wait(delay):
@@ -537,7 +554,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 # ---------------------------------------------------------------------- command line
 
-def _parse_mix(text: str) -> Dict[str, float]:
+
+def _parse_mix(text: str) -> dict[str, float]:
     mix = {}
     for part in text.split(","):
         name, _, weight = part.rpartition("=")
@@ -545,12 +563,12 @@ def _parse_mix(text: str) -> Dict[str, float]:
     return mix
 
 
-def _parse_latency(text: str) -> Union[float, Tuple[float, float]]:
+def _parse_latency(text: str) -> float | tuple[float, float]:
     parts = [float(p) for p in text.split(",")]
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m week04_lib.fakeserver",
         description="Serve a fake OpenAI-compatible API that misbehaves on request.",
@@ -562,14 +580,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rpm", type=float, help="the server's own requests-per-minute limit")
     parser.add_argument("--tpm", type=float, help="the server's own tokens-per-minute limit")
-    parser.add_argument("--latency", type=_parse_latency, default=DEFAULT_LATENCY,
-                        help="0, a constant S, or MEDIAN,P99 seconds (default 0.4,3.0)")
+    parser.add_argument(
+        "--latency",
+        type=_parse_latency,
+        default=DEFAULT_LATENCY,
+        help="0, a constant S, or MEDIAN,P99 seconds (default 0.4,3.0)",
+    )
     parser.add_argument("--api-key", help="require this bearer key (else 401)")
     args = parser.parse_args(argv)
     script = [s for s in args.script.split(",") if s.strip()]
     try:
-        server = FakeLLMServer(script, default=args.default, mix=args.mix, seed=args.seed, rpm=args.rpm,
-                               tpm=args.tpm, latency=args.latency, api_key=args.api_key, port=args.port)
+        server = FakeLLMServer(
+            script,
+            default=args.default,
+            mix=args.mix,
+            seed=args.seed,
+            rpm=args.rpm,
+            tpm=args.tpm,
+            latency=args.latency,
+            api_key=args.api_key,
+            port=args.port,
+        )
     except (ValueError, OSError) as exc:
         parser.exit(2, f"error: {exc}\n")
     with server:

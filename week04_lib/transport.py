@@ -13,10 +13,10 @@ from __future__ import annotations
 import email.utils
 import json
 import math
-import socket
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any
 
 import requests
 import urllib3
@@ -47,14 +47,14 @@ class Completion:
     text: str
     model: str
     usage: Usage
-    finish_reason: Optional[str]
+    finish_reason: str | None
     status_code: int
     latency_s: float
-    headers: Dict[str, str] = field(repr=False)
-    raw: Dict[str, Any] = field(repr=False)
+    headers: dict[str, str] = field(repr=False)
+    raw: dict[str, Any] = field(repr=False)
 
 
-def parse_retry_after(headers: Mapping[str, str], now: Optional[float] = None) -> Optional[float]:
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
 
     Malformed or negative values are ignored (None); absurd ones are clamped to
@@ -73,7 +73,7 @@ def parse_retry_after(headers: Mapping[str, str], now: Optional[float] = None) -
     return None
 
 
-def _retry_after_value(raw: str, divisor: float, now: Optional[float]) -> Optional[float]:
+def _retry_after_value(raw: str, divisor: float, now: float | None) -> float | None:
     try:
         seconds = float(raw) / divisor
     except (ValueError, OverflowError):
@@ -117,8 +117,9 @@ def error_for_status(status: int, headers: Mapping[str, str], body: str, **conte
     if status == 429:
         retry_after = parse_retry_after(headers)
         hint = f"; retry after {retry_after:g}s" if retry_after is not None else ""
-        return errors.RateLimited(f"rate limited (HTTP 429){detail}{hint}", retry_after=retry_after,
-                                  status_code=status, **context)
+        return errors.RateLimited(
+            f"rate limited (HTTP 429){detail}{hint}", retry_after=retry_after, status_code=status, **context
+        )
     if status in (401, 403):
         cls: type = errors.AuthError
     elif status == 404:
@@ -138,8 +139,9 @@ def _describe_body(raw: bytes, content_type: str, status: int) -> str:
     return f"status {status}, content-type {content_type or 'none'}, {len(raw)} bytes starting {start!r}"
 
 
-def parse_completion(raw: bytes, status: int, headers: Mapping[str, str], latency_s: float,
-                     **context: Any) -> Completion:
+def parse_completion(
+    raw: bytes, status: int, headers: Mapping[str, str], latency_s: float, **context: Any
+) -> Completion:
     """Parse and check a 200 body; anything but a chat completion is InvalidResponse."""
     content_type = headers.get("Content-Type", "")
     try:
@@ -177,9 +179,9 @@ class Transport:
     def __init__(
         self,
         base_url: str,
-        api_key: Optional[str] = None,
+        api_key: str | None = None,
         *,
-        session: Optional[requests.Session] = None,
+        session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
         pool_size: int = 32,
     ) -> None:
@@ -197,7 +199,7 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
-    def _headers(self, request_id: Optional[str]) -> Dict[str, str]:
+    def _headers(self, request_id: str | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "week04_lib"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
@@ -217,16 +219,17 @@ class Transport:
         self,
         payload: Mapping[str, Any],
         *,
-        timeouts: Timeouts = Timeouts(),
-        deadline: Optional[float] = None,
-        request_id: Optional[str] = None,
-        attempt: Optional[int] = None,
+        timeouts: Timeouts | None = None,
+        deadline: float | None = None,
+        request_id: str | None = None,
+        attempt: int | None = None,
     ) -> Completion:
         """POST ``payload`` to ``/chat/completions``; return a Completion or raise an LLMError.
 
         ``deadline`` is a ``clock()`` time the attempt must end by (default: now +
         ``timeouts.total``). Past it, the connection is closed and DeadlineExceeded raised.
         """
+        timeouts = timeouts or Timeouts()
         start = self.clock()
         if deadline is None:
             deadline = start + timeouts.total
@@ -236,22 +239,29 @@ class Transport:
         except errors.LLMError as exc:
             raise self._scrub(exc) from exc.__cause__
 
-    def _attempt(self, payload: Mapping[str, Any], timeouts: Timeouts, deadline: float, start: float,
-                 context: Dict[str, Any]) -> Completion:
+    def _attempt(
+        self, payload: Mapping[str, Any], timeouts: Timeouts, deadline: float, start: float, context: dict[str, Any]
+    ) -> Completion:
         remaining = deadline - start
         if remaining <= 0:
             raise errors.DeadlineExceeded("no time left for another attempt", **context)
-        budget = urllib3.Timeout(connect=min(timeouts.connect, remaining), read=min(timeouts.read, remaining),
-                                 total=remaining)
+        budget = urllib3.Timeout(
+            connect=min(timeouts.connect, remaining), read=min(timeouts.read, remaining), total=remaining
+        )
         try:
             response = self.session.post(
-                f"{self.base_url}/chat/completions", data=json.dumps(payload),
-                headers=self._headers(context["request_id"]), timeout=budget, stream=True,
+                f"{self.base_url}/chat/completions",
+                data=json.dumps(payload),
+                headers=self._headers(context["request_id"]),
+                timeout=budget,
+                stream=True,
             )
         except requests.exceptions.ConnectTimeout as exc:
             raise self._timeout(errors.ConnectTimeout, "while connecting", timeouts.connect, deadline, context) from exc
         except requests.exceptions.ReadTimeout as exc:
-            raise self._timeout(errors.ReadTimeout, "while waiting for the reply", timeouts.read, deadline, context) from exc
+            raise self._timeout(
+                errors.ReadTimeout, "while waiting for the reply", timeouts.read, deadline, context
+            ) from exc
         except requests.exceptions.RequestException as exc:
             raise errors.ConnectionFailed(f"connection failed before a reply: {_reason(exc)}", **context) from exc
         try:
@@ -262,12 +272,12 @@ class Transport:
         response.raw.release_conn()
         latency = self.clock() - start
         if not 200 <= response.status_code < 300:
-            raise error_for_status(response.status_code, response.headers, body.decode("utf-8", "replace"),
-                                   **context)
+            raise error_for_status(response.status_code, response.headers, body.decode("utf-8", "replace"), **context)
         return parse_completion(body, response.status_code, response.headers, latency, **context)
 
-    def _read_body(self, response: requests.Response, timeouts: Timeouts, deadline: float,
-                   context: Dict[str, Any]) -> bytes:
+    def _read_body(
+        self, response: requests.Response, timeouts: Timeouts, deadline: float, context: dict[str, Any]
+    ) -> bytes:
         """Read what has arrived, chunk by chunk, never waiting past the deadline."""
         raw = response.raw
         sock = getattr(raw.connection, "sock", None) if raw.connection is not None else None
@@ -275,20 +285,26 @@ class Transport:
         while True:
             remaining = deadline - self.clock()
             if remaining <= 0:
-                raise self._timeout(errors.DeadlineExceeded, "while the body was arriving", timeouts.total, deadline, context)
+                raise self._timeout(
+                    errors.DeadlineExceeded, "while the body was arriving", timeouts.total, deadline, context
+                )
             if sock is not None:
                 sock.settimeout(min(timeouts.read, remaining))
             try:
                 chunk = raw.read1(65536)
-            except (urllib3.exceptions.ReadTimeoutError, socket.timeout) as exc:
-                raise self._timeout(errors.ReadTimeout, "while the body was arriving", timeouts.read, deadline, context) from exc
+            except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
+                raise self._timeout(
+                    errors.ReadTimeout, "while the body was arriving", timeouts.read, deadline, context
+                ) from exc
             except (urllib3.exceptions.HTTPError, OSError) as exc:
                 raise errors.ConnectionFailed(f"connection dropped mid-reply: {_reason(exc)}", **context) from exc
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)
 
-    def _timeout(self, cls: type, phase: str, limit: float, deadline: float, context: Dict[str, Any]) -> errors.LLMError:
+    def _timeout(
+        self, cls: type, phase: str, limit: float, deadline: float, context: dict[str, Any]
+    ) -> errors.LLMError:
         """A timeout that happened at or past the deadline is the deadline's doing."""
         if cls is errors.DeadlineExceeded or self.clock() >= deadline - 1e-3:
             return errors.DeadlineExceeded(f"total deadline exceeded {phase}", **context)
