@@ -9,6 +9,7 @@ Messages never contain the API key.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class LLMError(Exception):
@@ -47,9 +48,16 @@ class LLMError(Exception):
 
 
 class TransientError(LLMError):
-    """May succeed if tried again later: retried with backoff."""
+    """May succeed if tried again later: retried with backoff.
+
+    ``retry_after``: the server's Retry-After hint in seconds (429 and 5xx), or None.
+    """
 
     error_type = "transient"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
 
 
 class LLMTimeout(TransientError):
@@ -87,10 +95,6 @@ class RateLimited(TransientError):
 
     error_type = "rate_limited"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **context) -> None:
-        super().__init__(message, **context)
-        self.retry_after = retry_after
-
 
 class ServerError(TransientError):
     """HTTP 5xx (500, 502, 503, 504, 529 overloaded) or 408/409."""
@@ -102,6 +106,15 @@ class InvalidResponse(TransientError):
     """The body is not JSON, or not the shape of a chat completion."""
 
     error_type = "invalid_response"
+
+
+class RetryBudgetExhausted(TransientError):
+    """A transient failure not retried because the client's retry budget is spent.
+
+    The failure itself is ``__cause__``. Taught in notebook 02, section 2.6.
+    """
+
+    error_type = "retry_budget"
 
 
 class PermanentError(LLMError):

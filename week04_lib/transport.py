@@ -111,25 +111,21 @@ _ADVICE = {
 
 
 def error_for_status(status: int, headers: Mapping[str, str], body: str, **context: Any) -> errors.LLMError:
-    """Map a non-2xx HTTP reply to the taxonomy (a 408/409/5xx is transient)."""
+    """Map a non-2xx HTTP reply to the taxonomy (408, 409, 429 and 5xx are transient)."""
     said = _provider_message(body)
     detail = f": {said}" if said else ""
-    if status == 429:
-        retry_after = parse_retry_after(headers)
-        hint = f"; retry after {retry_after:g}s" if retry_after is not None else ""
-        return errors.RateLimited(
-            f"rate limited (HTTP 429){detail}{hint}", retry_after=retry_after, status_code=status, **context
-        )
     if status in (401, 403):
         cls: type = errors.AuthError
     elif status == 404:
         cls = errors.NotFound
-    elif status == 408:
-        cls = errors.LLMTimeout
-    elif status == 409 or status >= 500:
-        cls = errors.ServerError
-    else:
+    elif status < 500 and status not in (408, 409, 429):
         cls = errors.BadRequest
+    else:  # transient: keep the server's Retry-After hint (HTTP allows it on 429 and 503)
+        cls = {408: errors.LLMTimeout, 429: errors.RateLimited}.get(status, errors.ServerError)
+        retry_after = parse_retry_after(headers)
+        hint = f"; retry after {retry_after:g}s" if retry_after is not None else ""
+        name = "rate limited (HTTP 429)" if status == 429 else f"HTTP {status}"
+        return cls(f"{name}{detail}{hint}", retry_after=retry_after, status_code=status, **context)
     advice = f"; {_ADVICE[status]}" if status in _ADVICE else ""
     return cls(f"HTTP {status}{detail}{advice}", status_code=status, **context)
 
@@ -184,10 +180,12 @@ class Transport:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.monotonic,
         pool_size: int = 32,
+        idempotency_keys: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.clock = clock
+        self.idempotency_keys = idempotency_keys
         self.session = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
@@ -205,7 +203,8 @@ class Transport:
             headers["Authorization"] = f"Bearer {self._api_key}"
         if request_id:
             headers["X-Request-ID"] = request_id
-            headers["Idempotency-Key"] = request_id
+            if self.idempotency_keys:  # the provider may replay instead of redoing (and rebilling)
+                headers["Idempotency-Key"] = request_id
         return headers
 
     def _scrub(self, exc: errors.LLMError) -> errors.LLMError:
