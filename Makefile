@@ -29,10 +29,10 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check week04_lib tests bench
+	$(BIN)/ruff check . && $(BIN)/ruff format --check week04_lib tests
 
 execute: $(STAMP)  ## run every notebook in place, refreshing the committed outputs
-	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb
 
 bench: $(STAMP)  ## side-by-side measurements, written to bench/RESULTS.md
 	$(BIN)/python bench/run.py

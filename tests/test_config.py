@@ -41,6 +41,7 @@ def test_from_env_reads_week04_variables():
         "WEEK04_MAX_ATTEMPTS": "2",
         "WEEK04_SERVE_STALE": "yes",
         "WEEK04_CACHE": "sqlite:/tmp/x.sqlite",
+        "WEEK04_RETRY_BUDGET": "off",
     }
     config = ClientConfig.from_env(env)
     assert config.base_url == "http://127.0.0.1:9/v1"
@@ -49,6 +50,8 @@ def test_from_env_reads_week04_variables():
     assert config.timeouts == Timeouts(3, 7.5, 18)
     assert config.max_attempts == 2 and config.serve_stale is True
     assert config.cache == "sqlite:/tmp/x.sqlite"
+    assert config.retry_budget is None and ClientConfig().retry_budget == 0.1
+    assert ClientConfig.from_env({"WEEK04_RETRY_BUDGET": "0.2"}).retry_budget == 0.2
 
 
 def test_from_env_falls_back_to_openai_variables_and_overrides_win():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from . import errors
 from .config import Timeouts
 from .fakeserver import FakeLLMServer
+from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
 from .transport import Transport
 
 BUDGET = Timeouts(connect=1.0, read=1.0, total=1.5)
@@ -101,8 +102,77 @@ def part01_checks() -> list[Check]:
     ]
 
 
+def _retried_call(url: str, policy: RetryPolicy, idempotency_keys: bool = True) -> str:
+    """One logical call with retries (one request id for all attempts); its outcome."""
+    transport = Transport(url, idempotency_keys=idempotency_keys)
+    rid = new_request_id()
+    try:
+        policy.call(lambda n: transport.chat(PAYLOAD, timeouts=BUDGET, request_id=rid, attempt=n), request_id=rid)
+        return "ok"
+    except errors.LLMError as exc:
+        return type(exc).__name__
+    finally:
+        transport.close()
+
+
+def expect_retries(scenario: str, script: Sequence[str], expected: str, judge: Callable[..., bool]) -> Check:
+    """Run ``script`` through a retried call; ``judge(outcome, server, seconds)`` passes it."""
+
+    def run() -> tuple[str, bool]:
+        policy = RetryPolicy(4, wait=wait_backoff("full", base=0.05, cap=0.5))
+        with FakeLLMServer(script, latency=0) as srv:
+            start = time.monotonic()
+            outcome = _retried_call(srv.url, policy)
+            seconds = time.monotonic() - start
+        observed = f"{outcome}, {len(srv.attempts)} attempt(s), billed {srv.billed_requests}x, waited {seconds:.2f}s"
+        return observed, judge(outcome, srv, seconds)
+
+    return Check(scenario, expected, run)
+
+
+def outage_with_budget(calls: int = 100) -> Check:
+    def run() -> tuple[str, bool]:
+        policy = RetryPolicy(4, wait=wait_backoff("none", base=0.001, cap=0.01), budget=RetryBudget(0.1))
+        with FakeLLMServer(default="503", latency=0) as srv:
+            outcomes = {_retried_call(srv.url, policy) for _ in range(calls)}
+        per_call = len(srv.attempts) / calls
+        return f"{per_call:.2f} attempts/call ({', '.join(sorted(outcomes))})", per_call <= 1.15
+
+    return Check(f"outage, {calls} calls, 10% retry budget", "<= 1.15 attempts per call (no budget: 4)", run)
+
+
+def part02_checks() -> list[Check]:
+    return [
+        expect_retries(
+            "503 then ok",
+            ["503", "ok"],
+            "ok on attempt 2",
+            lambda outcome, srv, s: outcome == "ok" and len(srv.attempts) == 2,
+        ),
+        expect_retries(
+            "429 with Retry-After: 1",
+            ["429:retry-after=1", "ok"],
+            "ok, waited >= 1s",
+            lambda outcome, srv, s: outcome == "ok" and s >= 1.0,
+        ),
+        expect_retries(
+            "401 is not retried",
+            ["401", "ok"],
+            "AuthError after 1 attempt",
+            lambda outcome, srv, s: outcome == "AuthError" and len(srv.attempts) == 1,
+        ),
+        expect_retries(
+            "drop, retried with idempotency key",
+            ["drop", "ok"],
+            "ok, billed once",
+            lambda outcome, srv, s: outcome == "ok" and srv.billed_requests == 1,
+        ),
+        outage_with_budget(),
+    ]
+
+
 def all_checks() -> list[Check]:
-    return part01_checks()
+    return part01_checks() + part02_checks()
 
 
 def run_checks(checks: Sequence[Check]) -> list[Row]:

@@ -61,6 +61,7 @@ class ClientConfig:
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
+    retry_budget: float | None = 0.1  # retries at most this share of calls; None: no budget
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
@@ -86,6 +87,8 @@ class ClientConfig:
             raise InvalidRequest(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.backoff_base < 0 or self.backoff_cap < self.backoff_base:
             raise InvalidRequest("need 0 <= backoff_base <= backoff_cap")
+        if self.retry_budget is not None and self.retry_budget < 0:
+            raise InvalidRequest(f"retry_budget must be >= 0 or None (off), got {self.retry_budget}")
         for name in ("rpm", "tpm", "max_concurrency", "cache_ttl_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -143,6 +146,10 @@ def _boolean(raw: str) -> bool:
     raise ValueError("expected true/false")
 
 
+def _budget(raw: str) -> float | None:
+    return None if raw.strip().lower() in ("off", "none") else float(raw)
+
+
 def _models(raw: str) -> list[str]:
     return [m.strip() for m in raw.split(",") if m.strip()]
 
@@ -156,6 +163,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "max_attempts": ("WEEK04_MAX_ATTEMPTS", int),
     "backoff_base": ("WEEK04_BACKOFF_BASE", float),
     "backoff_cap": ("WEEK04_BACKOFF_CAP", float),
+    "retry_budget": ("WEEK04_RETRY_BUDGET", _budget),
     "rpm": ("WEEK04_RPM", int),
     "tpm": ("WEEK04_TPM", int),
     "max_concurrency": ("WEEK04_MAX_CONCURRENCY", int),
