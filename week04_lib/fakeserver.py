@@ -290,9 +290,6 @@ class FakeLLMServer:
         with self._lock:
             return list(self._attempts)
 
-    def chat_attempts(self) -> list[Attempt]:
-        return [a for a in self.attempts if a.path.endswith("/chat/completions")]
-
     # -- decisions, each under the lock
     def _next_fault(self) -> tuple[str, Fault]:
         if self._script:

@@ -65,8 +65,9 @@ def _axes(ax: Axes | None) -> Axes:
     return ax
 
 
-def latency_histogram(samples: Sequence[float], cutoffs: Mapping[str, float], ax: Axes | None = None,
-                      bins: int = 60) -> Axes:
+def latency_histogram(
+    samples: Sequence[float], cutoffs: Mapping[str, float], ax: Axes | None = None, bins: int = 60
+) -> Axes:
     """Histogram of call latencies on a log x axis, with a line at each read timeout.
 
     ``cutoffs`` maps a label (e.g. a preset name) to seconds; each line is labelled
@@ -79,27 +80,44 @@ def latency_histogram(samples: Sequence[float], cutoffs: Mapping[str, float], ax
     if values.size == 0:
         raise ValueError("latency_histogram needs at least one positive sample")
     high = max(values.max(), *cutoffs.values()) * 1.2 if cutoffs else values.max() * 1.2
-    edges = np.geomspace(values.min(), high, bins)
-    ax.hist(values, bins=edges, color=COLORS["neutral"], alpha=0.75)
+    counts, _, _ = ax.hist(values, bins=np.geomspace(values.min(), high, bins), color=COLORS["neutral"], alpha=0.75)
+    ax.set_ylim(0, counts.max() * 1.6)  # headroom for the labels
     ax.set_xscale("log")
     ax.set_xlabel("seconds (log scale)")
     ax.set_ylabel("calls")
     median = float(np.median(values))
     ax.axvline(median, color=COLORS["muted"], linestyle=":", linewidth=1)
-    ax.annotate(f"median {median:.2g}s", (median, 0.97), xycoords=("data", "axes fraction"),
-                xytext=(3, 0), textcoords="offset points", va="top", fontsize=8, color=COLORS["muted"])
+    ax.annotate(
+        f"median {median:.2g}s",
+        (median, 0.97),
+        xycoords=("data", "axes fraction"),
+        xytext=(3, 0),
+        textcoords="offset points",
+        va="top",
+        fontsize=8,
+        color=COLORS["muted"],
+    )
     for name, seconds in sorted(cutoffs.items(), key=lambda item: item[1]):
         cut = float(np.mean(values > seconds))
+        share = "none" if cut == 0 else f"{cut:.1%}" if cut >= 0.001 else f"{cut:.2%}"
         ax.axvline(seconds, color=COLORS["bad"], linewidth=1.2)
-        ax.annotate(f"{name} ({seconds:g}s): cuts {cut:.1%}", (seconds, 0.97), xycoords=("data", "axes fraction"),
-                    xytext=(-3, 0), textcoords="offset points", rotation=90, ha="right", va="top", fontsize=8,
-                    color=COLORS["bad"])
+        ax.annotate(
+            f"{name} {seconds:g}s: cuts {share}",
+            (seconds, 0.97),
+            xycoords=("data", "axes fraction"),
+            xytext=(-2, 0),
+            textcoords="offset points",
+            rotation=90,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=COLORS["bad"],
+        )
     ax.set_title(f"{values.size:,} calls: where each read timeout cuts")
     return ax
 
 
-def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = None,
-                    ax: Axes | None = None) -> Axes:
+def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = None, ax: Axes | None = None) -> Axes:
     """Horizontal bars: seconds until each approach returned or gave up.
 
     Each row is a mapping with ``label`` and ``seconds``, and optionally ``outcome``
@@ -117,21 +135,31 @@ def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = 
         unbounded = bool(row.get("unbounded"))
         late = unbounded or (budget_s is not None and value > budget_s * 1.05)
         color = COLORS["bad"] if late else COLORS["ok"]
-        ax.barh(y, value, color=color, alpha=0.85, height=0.6, hatch="//" if unbounded else None,
-                edgecolor="white" if unbounded else color)
+        ax.barh(
+            y,
+            value,
+            color=color,
+            alpha=0.85,
+            height=0.6,
+            hatch="//" if unbounded else None,
+            edgecolor="white" if unbounded else color,
+        )
         text = str(row.get("outcome", ""))
         if unbounded:
-            ax.annotate("", (value + longest * 0.12, y), xytext=(value, y),
-                        arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.5})
+            ax.annotate(
+                "",
+                (value + longest * 0.12, y),
+                xytext=(value, y),
+                arrowprops={"arrowstyle": "->", "color": color, "linewidth": 1.5},
+            )
             text = f"{text} (still waiting)" if text else "still waiting"
         offset = longest * (0.14 if unbounded else 0.02)
         ax.text(value + offset, y, f"{value:.1f}s  {text}".rstrip(), va="center", fontsize=8)
     if budget_s is not None:
         ax.axvline(budget_s, color=COLORS["limit"], linestyle="--", linewidth=1.2)
-        ax.annotate(f"budget {budget_s:g}s", (budget_s, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -2), textcoords="offset points", va="top", fontsize=8, color=COLORS["limit"])
+        ax.text(budget_s, -0.9, f" budget {budget_s:g}s", va="center", fontsize=8, color=COLORS["limit"])
     ax.set_yticks(range(len(rows)), labels)
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -1.1)  # top to bottom, with a free row for the budget's label
     ax.set_xlim(0, longest * 1.9)
     ax.set_xlabel("seconds until the call returned or gave up")
     ax.grid(axis="y", visible=False)

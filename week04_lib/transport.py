@@ -197,6 +197,12 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _headers(self, request_id: str | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "week04_lib"}
         if self._api_key:

@@ -38,8 +38,9 @@ def pick_preset(samples: Sequence[float], max_cut: float = 0.01) -> str:
 
 
 # ★★ Exercise 2: at most two attempts, one shared deadline
-def call_with_budget(url: str, payload: Mapping[str, Any], budget_s: float,
-                     transport: Transport | None = None) -> Completion:
+def call_with_budget(
+    url: str, payload: Mapping[str, Any], budget_s: float, transport: Transport | None = None
+) -> Completion:
     """Return a completion or raise an LLMError, never later than ``budget_s`` after the call.
 
     A transient error gets one more attempt if time is left; a permanent one is raised at once.
