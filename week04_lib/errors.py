@@ -96,6 +96,15 @@ class RateLimited(TransientError):
     error_type = "rate_limited"
 
 
+class ClientRateLimited(RateLimited):
+    """Our own rate limiter would have to wait past the deadline: nothing was sent.
+
+    Taught in notebook 03, section 3.3.
+    """
+
+    error_type = "client_rate_limited"
+
+
 class ServerError(TransientError):
     """HTTP 5xx (500, 502, 503, 504, 529 overloaded) or 408/409."""
 

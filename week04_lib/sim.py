@@ -26,10 +26,10 @@ __all__ = ["RecoveryResult", "simulate_recovery"]
 class RecoveryResult:
     strategy: str
     clients: int
-    calls: int                  # every request sent, first tries included
-    finished_s: float           # when the last client got its answer
-    call_times: tuple[float, ...]      # when each request was sent (for timelines)
-    success_times: tuple[float, ...]   # when each client got its answer
+    calls: int  # every request sent, first tries included
+    finished_s: float  # when the last client got its answer
+    call_times: tuple[float, ...]  # when each request was sent (for timelines)
+    success_times: tuple[float, ...]  # when each client got its answer
 
     @property
     def calls_per_client(self) -> float:
