@@ -252,3 +252,11 @@ def test_command_line_rejects_a_bad_fault():
         [sys.executable, "-m", "week04_lib.fakeserver", "--script", "boom"], capture_output=True, text=True, timeout=20
     )
     assert result.returncode == 2 and "unknown fault 'boom'" in result.stderr
+
+
+def test_model_faults_take_one_model_down_without_using_the_script():
+    with FakeLLMServer(["503"], model_faults={"big": "500"}, latency=0) as srv:
+        assert post(srv, {"model": "big", "messages": HELLO}).status_code == 500
+        assert post(srv, {"model": "small", "messages": HELLO}).status_code == 503
+        assert post(srv, {"model": "small", "messages": HELLO}).status_code == 200
+        assert post(srv, {"model": "big", "messages": HELLO}).status_code == 500

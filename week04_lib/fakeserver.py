@@ -11,7 +11,8 @@ Taught in notebook 01, section 1.2, and used by every notebook, test and demo.
 Fault names: ok, slow:S, hang, trickle:S, reset, drop, invalid_json, html, empty, and a
 status code (429, 500, 502, 503, 504, 529, 400, 401, 403, 404, 422) with an optional
 ``:retry-after=N`` or ``:retry-after-ms=N``. One fault per request from ``script``,
-then ``default`` (or a seeded draw from ``mix``).
+then ``default`` (or a seeded draw from ``mix``). ``model_faults={"big": "503"}`` gives
+every request for one model its own fault ("the primary model is down").
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from .ratelimit import TokenBucket, estimate_prompt_tokens, estimate_tokens
 
 log = logging.getLogger("week04_lib.fakeserver")
 
@@ -135,36 +138,7 @@ class LatencyModel:
 # ------------------------------------------------------------------- rate limiting
 
 
-class _Bucket:
-    """A token bucket in real time: ``rate`` per second, holding at most ``capacity``."""
-
-    def __init__(self, per_minute: float, burst_s: float) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate * burst_s)
-        self.level = self.capacity
-        self.stamp = time.monotonic()
-
-    def refill(self, now: float) -> None:
-        self.level = min(self.capacity, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` is available (0 if it is now)."""
-        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
-
-    def reset_s(self) -> float:
-        return (self.capacity - self.level) / self.rate
-
-
 # ------------------------------------------------------------------------- replies
-
-
-def estimate_prompt_tokens(messages: Any) -> int:
-    """About four characters a token, plus a few per message (as OpenAI counts)."""
-    if not isinstance(messages, list):
-        return 0
-    text = sum(len(str(m.get("content", ""))) if isinstance(m, dict) else 0 for m in messages)
-    return 3 + 4 * len(messages) + math.ceil(text / 4)
 
 
 def _reply_text(seed: int, body: Mapping[str, Any], salt: str) -> tuple[str, str]:
@@ -214,6 +188,7 @@ class FakeLLMServer:
         burst_s: float = 1.0,
         latency: float | tuple[float, float] | None = DEFAULT_LATENCY,
         api_key: str | None = None,
+        model_faults: Mapping[str, str] | None = None,
         models: Sequence[str] = MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -230,6 +205,8 @@ class FakeLLMServer:
         self.seed = seed
         self.latency = LatencyModel(latency)
         self.api_key = api_key
+        # a fault for every request to one model: "the primary is down" (script untouched)
+        self.model_faults = {m: (str(f).strip(), Fault.parse(f)) for m, f in (model_faults or {}).items()}
         self.models = list(models)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -238,8 +215,9 @@ class FakeLLMServer:
         self._counter = 0
         self.billed_tokens = 0
         self.billed_requests = 0
-        self._rpm = _Bucket(rpm, burst_s) if rpm else None
-        self._tpm = _Bucket(tpm, burst_s) if tpm else None
+        # The server's own limits: buckets holding burst_s seconds of budget (one request at least)
+        self._rpm = TokenBucket(rpm / 60, max(1.0, rpm / 60 * burst_s)) if rpm else None
+        self._tpm = TokenBucket(tpm / 60, max(1.0, tpm / 60 * burst_s)) if tpm else None
         self._stopping = threading.Event()
         self._httpd = _HTTPServer((host, port), _Handler)
         self._httpd.fake = self
@@ -291,7 +269,9 @@ class FakeLLMServer:
             return list(self._attempts)
 
     # -- decisions, each under the lock
-    def _next_fault(self) -> tuple[str, Fault]:
+    def _next_fault(self, model: Any = None) -> tuple[str, Fault]:
+        if model in self.model_faults:
+            return self.model_faults[model]
         if self._script:
             return self._script_specs.pop(0), self._script.pop(0)
         if self._mix:
@@ -302,22 +282,19 @@ class FakeLLMServer:
 
     def _admit(self, tokens: int) -> tuple[float | None, dict[str, str]]:
         """Charge the server's own limits. Returns (retry_after or None, headers)."""
-        now = time.monotonic()
+        charges = [
+            (b, amount, kind)
+            for b, amount, kind in ((self._rpm, 1, "requests"), (self._tpm, tokens, "tokens"))
+            if b is not None
+        ]
+        wait = max((bucket.wait_for(amount) for bucket, amount, _ in charges), default=0.0)
         headers: dict[str, str] = {}
-        wait = 0.0
-        for bucket, amount in ((self._rpm, 1), (self._tpm, tokens)):
-            if bucket is not None:
-                bucket.refill(now)
-                wait = max(wait, bucket.wait_for(amount))
-        if wait == 0:
-            for bucket, amount in ((self._rpm, 1), (self._tpm, tokens)):
-                if bucket is not None:
-                    bucket.level -= min(amount, bucket.capacity)
-        for bucket, kind in ((self._rpm, "requests"), (self._tpm, "tokens")):
-            if bucket is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(round(bucket.rate * 60))
-                headers[f"x-ratelimit-remaining-{kind}"] = str(int(bucket.level))
-                headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
+        for bucket, amount, kind in charges:
+            if wait == 0:
+                bucket.take(amount)
+            headers[f"x-ratelimit-limit-{kind}"] = str(round(bucket.rate * 60))
+            headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(bucket.level)))
+            headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
         return (wait if wait > 0 else None), headers
 
     def _answer(self, body: Mapping[str, Any], key: str | None) -> bytes:
@@ -482,11 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
             fake._record(self, body, "bad_body")
             return self._send_error_json(400, message="the body must be JSON with a 'messages' list")
         with fake._lock:
-            max_tokens = body.get("max_tokens") or 0
-            tokens = estimate_prompt_tokens(body["messages"]) + (max_tokens if isinstance(max_tokens, int) else 0)
+            tokens = estimate_tokens(body["messages"], body.get("max_tokens"))
             retry_after, limit_headers = fake._admit(tokens)
             if retry_after is None:
-                spec, fault = fake._next_fault()
+                spec, fault = fake._next_fault(body.get("model"))
         if retry_after is not None:
             fake._record(self, body, "rate_limited")
             headers = dict(limit_headers)

@@ -1,0 +1,252 @@
+"""Client-side rate limiting: requests per minute, tokens per minute, concurrency.
+
+Taught in notebook 03, sections 3.2 to 3.4. Providers enforce RPM and TPM as token
+buckets refilled continuously ("60 RPM" behaves like one request a second), so the
+client meters itself the same way and never sends what the server would refuse:
+
+- every ``acquire`` *reserves* its request and its estimated tokens, then sleeps until
+  the reservation is due (first come, first served; no thundering herd);
+- a wait that would pass the caller's deadline fails at once (``ClientRateLimited``);
+- a 429 pauses the whole limiter for the ``Retry-After`` time, every thread included;
+- the real ``usage`` is reconciled afterwards, and ``x-ratelimit-*`` headers followed.
+
+Thread-safe; ``clock`` and ``sleep`` are injectable for virtual-time tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import errors
+
+__all__ = ["Permit", "RateLimiter", "TokenBucket", "estimate_tokens", "parse_duration"]
+
+
+def estimate_prompt_tokens(messages: Any) -> int:
+    """About four characters a token, plus a few per message (as OpenAI counts)."""
+    if not isinstance(messages, list):
+        return 0
+    text = sum(len(str(m.get("content", ""))) if isinstance(m, dict) else 0 for m in messages)
+    return 3 + 4 * len(messages) + math.ceil(text / 4)
+
+
+def estimate_tokens(messages: Any, max_tokens: int | None = None) -> int:
+    """What a request may cost before it is sent: the prompt plus ``max_tokens``
+    (providers count ``max_tokens`` against TPM up front, as this does)."""
+    return estimate_prompt_tokens(messages) + (max_tokens if isinstance(max_tokens, int) and max_tokens > 0 else 0)
+
+
+class TokenBucket:
+    """``rate`` units a second, holding at most ``capacity``. Not locked: owners lock.
+
+    ``take`` may drive the level below zero: that is a reservation, paid back by time.
+    """
+
+    def __init__(self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or capacity < 0:
+            raise ValueError(f"need rate > 0 and capacity >= 0, got rate={rate}, capacity={capacity}")
+        self.rate, self.capacity, self.clock = rate, capacity, clock
+        self.level = capacity
+        self._stamp = clock()
+
+    @classmethod
+    def per_minute(cls, limit: float, burst_s: float, clock: Callable[[], float] = time.monotonic) -> TokenBucket:
+        return cls(limit / 60.0, limit / 60.0 * burst_s, clock)
+
+    def _refill(self) -> None:
+        now = self.clock()
+        self.level = min(self.capacity, self.level + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def wait_for(self, amount: float) -> float:
+        """Seconds until ``amount`` may go (a request larger than the bucket waits until
+        the bucket is full)."""
+        self._refill()
+        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
+
+    def take(self, amount: float) -> None:
+        self._refill()
+        self.level -= amount
+
+    def give_back(self, amount: float) -> None:
+        self._refill()
+        self.level = min(self.capacity, self.level + amount)
+
+    def reset_s(self) -> float:
+        """Seconds until the bucket is full again."""
+        self._refill()
+        return max(0.0, (self.capacity - self.level) / self.rate)
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """OpenAI's reset format: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``, or bare
+    seconds. None when it cannot be read."""
+    text = str(text).strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[u] for n, u in parts)
+
+
+class Permit:
+    """What ``acquire`` grants: hold it for the call, then ``reconcile`` and release."""
+
+    def __init__(self, limiter: RateLimiter, tokens: int, granted_at: float, has_slot: bool) -> None:
+        self.limiter, self.tokens, self.granted_at = limiter, tokens, granted_at
+        self._has_slot = has_slot
+
+    def reconcile(self, actual_tokens: int) -> None:
+        """Correct the token estimate with the real usage (refund or charge the rest)."""
+        self.limiter._adjust_tokens(self.tokens - actual_tokens)
+        self.tokens = actual_tokens
+
+    def release(self) -> None:
+        if self._has_slot:
+            self._has_slot = False
+            self.limiter._slots.release()
+
+    def __enter__(self) -> Permit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class RateLimiter:
+    """RPM, TPM and concurrency limits for one client (any of them may be None).
+
+    ``burst_s`` is how many seconds of budget may go at once; the default 0 spaces
+    requests evenly, which keeps a provider's own bucket from ever running dry.
+    """
+
+    def __init__(
+        self,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        *,
+        burst_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        for name, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrency", max_concurrency)):
+            if value is not None and value <= 0:
+                raise errors.InvalidRequest(f"{name} must be positive or None, got {value}")
+        self.rpm, self.tpm, self.max_concurrency = rpm, tpm, max_concurrency
+        self.clock, self.sleep = clock, sleep
+        self._requests = TokenBucket.per_minute(rpm, burst_s, clock) if rpm else None
+        self._tokens = TokenBucket.per_minute(tpm, burst_s, clock) if tpm else None
+        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        self._paused_until = -math.inf
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(rpm={self.rpm}, tpm={self.tpm}, max_concurrency={self.max_concurrency})"
+
+    def acquire(self, tokens: int = 0, deadline: float | None = None) -> Permit:
+        """Wait for budget for one request of ``tokens`` (estimated); never past ``deadline``."""
+        with self._lock:
+            now = self.clock()
+            wait = self._wait_needed(now, tokens)
+            self._check_deadline(now, wait, deadline, "the rate limit")
+            if self._requests:
+                self._requests.take(1)
+            if self._tokens:
+                self._tokens.take(tokens)
+        granted_at = self._sleep_until(now + wait, tokens, deadline)
+        has_slot = self._take_slot(tokens, deadline)
+        return Permit(self, tokens, granted_at, has_slot)
+
+    def _wait_needed(self, now: float, tokens: int) -> float:
+        wait = self._paused_until - now
+        if self._requests:
+            wait = max(wait, self._requests.wait_for(1))
+        if self._tokens:
+            wait = max(wait, self._tokens.wait_for(tokens))
+        return max(0.0, wait)
+
+    def _check_deadline(self, now: float, wait: float, deadline: float | None, what: str) -> None:
+        if deadline is not None and now + wait > deadline:
+            raise errors.ClientRateLimited(
+                f"{what} needs a {wait:.2f}s wait but only {max(0.0, deadline - now):.2f}s are left before the "
+                "deadline; lower the load or allow more time",
+                retry_after=wait,
+            )
+
+    def _sleep_until(self, due: float, tokens: int, deadline: float | None) -> float:
+        """Sleep until the reservation is due, and longer if a 429 paused everyone meanwhile.
+        Returns the time the request may go."""
+        now = self.clock()
+        while True:
+            with self._lock:
+                until = max(due, self._paused_until)
+                if until > due:  # paused after we reserved: the pause may break the deadline
+                    try:
+                        self._check_deadline(now, until - now, deadline, "a 429 pause")
+                    except errors.ClientRateLimited:
+                        self._refund(tokens)
+                        raise
+            if until <= now:
+                return until
+            self.sleep(until - now)
+            now, due = max(self.clock(), until), until  # a virtual sleep moves no clock
+
+    def _take_slot(self, tokens: int, deadline: float | None) -> bool:
+        if self._slots is None:
+            return False
+        timeout = None if deadline is None else max(0.0, deadline - self.clock())
+        if not self._slots.acquire(timeout=timeout):
+            with self._lock:
+                self._refund(tokens)
+            raise errors.ClientRateLimited(
+                f"all {self.max_concurrency} concurrent slots stayed busy until the deadline", retry_after=None
+            )
+        return True
+
+    def _refund(self, tokens: int) -> None:
+        """Give back an unused reservation (the caller holds the lock)."""
+        if self._requests:
+            self._requests.give_back(1)
+        if self._tokens:
+            self._tokens.give_back(tokens)
+
+    def _adjust_tokens(self, difference: int) -> None:
+        if self._tokens is None or difference == 0:
+            return
+        with self._lock:
+            if difference > 0:
+                self._tokens.give_back(difference)
+            else:
+                self._tokens.take(-difference)
+
+    def pause(self, seconds: float) -> None:
+        """Stop every thread for ``seconds`` (a 429's Retry-After)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self.clock())
+
+    def observe_headers(self, headers: Mapping[str, str]) -> None:
+        """Follow the server's ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``: when a
+        budget is at zero, pause until it resets."""
+        lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+        for kind in ("requests", "tokens"):
+            remaining = lowered.get(f"x-ratelimit-remaining-{kind}")
+            reset = parse_duration(lowered.get(f"x-ratelimit-reset-{kind}", ""))
+            if remaining is not None and reset is not None and remaining.strip() in ("0", "0.0"):
+                self.pause(reset)
