@@ -120,7 +120,7 @@ class InvalidResponse(TransientError):
 class RetryBudgetExhausted(TransientError):
     """A transient failure not retried because the client's retry budget is spent.
 
-    The failure itself is ``__cause__``. Taught in notebook 02, section 2.6.
+    The failure itself is ``__cause__``. Taught in notebook 02, section 2.7.
     """
 
     error_type = "retry_budget"

@@ -15,7 +15,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
-__all__ = ["COLORS", "latency_histogram", "time_to_failure", "use_style"]
+__all__ = [
+    "COLORS",
+    "STRATEGY_COLORS",
+    "attempts_per_call",
+    "backoff_schedules",
+    "latency_histogram",
+    "recovery_timeline",
+    "time_to_failure",
+    "use_style",
+]
 
 # Colour-blind-safe (Okabe-Ito): what went well, what went wrong, neutral, limits.
 COLORS = {
@@ -164,4 +173,165 @@ def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = 
     ax.set_xlabel("seconds until the call returned or gave up")
     ax.grid(axis="y", visible=False)
     ax.set_title("Time to failure")
+    return ax
+
+
+# One colour and marker per backoff strategy, the same in every plot of notebook 02:
+# lockstep (no jitter) is the failure, full jitter the recommended default.
+STRATEGY_COLORS = {
+    "none": COLORS["bad"],
+    "full": COLORS["ok"],
+    "equal": COLORS["accent"],
+    "decorrelated": COLORS["neutral"],
+}
+_MARKERS = {"none": "o", "full": "s", "equal": "^", "decorrelated": "D"}
+_SPARE = ("bad", "accent", "neutral", "limit")
+
+
+def _strategy_style(name: str, index: int) -> tuple[str, str]:
+    color = STRATEGY_COLORS.get(name, COLORS[_SPARE[index % len(_SPARE)]])
+    return color, _MARKERS.get(name, "v")
+
+
+def backoff_schedules(
+    schedules: Mapping[str, Sequence[float]], cap: float | None = None, ax: Axes | None = None
+) -> Axes:
+    """The sleep before each retry, one line and marker set per strategy.
+
+    ``schedules`` maps a strategy name to its delays (e.g. from ``backoff.schedule``);
+    the legend gives each one's total sleep. ``cap`` draws the longest allowed sleep.
+    Taught in notebook 02, section 2.3.
+    """
+    ax = _axes(ax)
+    longest = 0
+    for i, (name, delays) in enumerate(schedules.items()):
+        color, marker = _strategy_style(name, i)
+        attempts = range(1, len(delays) + 1)
+        label = f"{name} ({sum(delays):.1f}s)"
+        ax.plot(attempts, delays, color=color, marker=marker, markersize=5, linewidth=1.5, label=label)
+        longest = max(longest, len(delays))
+    if cap is not None:
+        ax.axhline(cap, color=COLORS["limit"], linestyle="--", linewidth=1.2)
+        ax.annotate(
+            f"cap {cap:g}s",
+            (0, cap),
+            xycoords=("axes fraction", "data"),
+            xytext=(3, 3),
+            textcoords="offset points",
+            fontsize=8,
+            color=COLORS["limit"],
+        )
+    ax.set_xticks(range(1, longest + 1))
+    ax.set_ylim(0, (cap if cap is not None else ax.get_ylim()[1]) * 1.12)
+    ax.set_xlabel("retry number")
+    ax.set_ylabel("sleep before the retry (s)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), title="strategy (total sleep)")
+    ax.set_title("Backoff schedules (seeded)")
+    return ax
+
+
+def _timelines(results: Any) -> list[tuple[str, Sequence[float], str]]:
+    """(name, call times, legend detail) from RecoveryResults or a mapping of times."""
+    if isinstance(results, Mapping):
+        return [(str(name), list(times), f"{len(times):,} requests") for name, times in results.items()]
+    return [(r.strategy, r.call_times, f"{r.calls:,} calls, all done at {r.finished_s:.1f}s") for r in results]
+
+
+def recovery_timeline(
+    results: Any,
+    ax: Axes | None = None,
+    bin_s: float = 0.5,
+    until_s: float | None = None,
+    capacity_rps: float | None = None,
+    outage_s: float | None = None,
+    ymax: float | None = None,
+) -> Axes:
+    """Requests sent per time bin, one step line per strategy.
+
+    ``results`` is a sequence of ``sim.RecoveryResult`` (the legend adds calls and the
+    time the last client finished) or a mapping of label to request times in seconds.
+    Without jitter the clients retry in lockstep: tall spikes with silence between;
+    jitter spreads the same clients into a low, even stream. ``until_s`` cuts the x axis
+    (a strategy still running there is marked "off the chart"); ``capacity_rps`` draws
+    what the server can answer per bin; ``outage_s`` shades the outage; ``ymax`` cuts the
+    y axis and writes the tallest count of each bin it cuts (the first storm dwarfs the rest).
+    Taught in notebook 02, sections 2.1 and 2.5.
+    """
+    ax = _axes(ax)
+    lines = _timelines(results)
+    end = until_s if until_s is not None else max((max(t, default=0.0) for _, t, _ in lines), default=1.0)
+    edges = np.arange(0.0, end + bin_s, bin_s)
+    clipped: dict[int, int] = {}  # bin -> the tallest count cut off there
+    for i, (name, times, detail) in enumerate(lines):
+        color, _ = _strategy_style(name, i)
+        counts, _ = np.histogram(np.asarray(times, dtype=float), bins=edges)
+        beyond = until_s is not None and max(times, default=0.0) > until_s
+        label = f"{name}: {detail}" + (" (off the chart)" if beyond else "")
+        ax.stairs(counts, edges, color=color, linewidth=1.4, label=label)
+        if ymax is not None:
+            for b in np.flatnonzero(counts > ymax):
+                clipped[int(b)] = max(clipped.get(int(b), 0), int(counts[b]))
+    for b, height in clipped.items():
+        ax.annotate(
+            f"↑ {height}",
+            (edges[b + 1], ymax),
+            xytext=(2, -2),
+            textcoords="offset points",
+            va="top",
+            fontsize=7,
+            color=COLORS["muted"],
+        )
+    if capacity_rps is not None:
+        per_bin = capacity_rps * bin_s
+        ax.axhline(
+            per_bin,
+            color=COLORS["limit"],
+            linestyle="--",
+            linewidth=1.2,
+            label=f"server capacity: {per_bin:g} per {bin_s:g}s",
+        )
+    if outage_s is not None:
+        ax.axvspan(0, outage_s, color=COLORS["muted"], alpha=0.2, linewidth=0, label=f"outage ({outage_s:g}s)")
+    ax.set_xlim(0, end)
+    ax.set_ylim(0, ymax)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel(f"requests per {bin_s:g}s")
+    ax.legend(loc="upper right")
+    ax.set_title("Requests over time")
+    return ax
+
+
+def attempts_per_call(runs: Mapping[str, Sequence[int]], ax: Axes | None = None) -> Axes:
+    """Grouped bars: how many logical calls took 1, 2, 3 ... attempts, per run.
+
+    ``runs`` maps a label (e.g. "no budget") to the attempts of each logical call; the
+    legend gives the mean. Taught in notebook 02, section 2.7.
+    """
+    ax = _axes(ax)
+    highest = max((max(a, default=1) for a in runs.values()), default=1)
+    xs = np.arange(1, highest + 1)
+    width = 0.8 / max(len(runs), 1)
+    palette = [COLORS["bad"], COLORS["ok"], COLORS["neutral"], COLORS["accent"]]
+    tallest = 1
+    for i, (label, attempts) in enumerate(runs.items()):
+        counts = np.array([sum(1 for a in attempts if a == x) for x in xs])
+        tallest = max(tallest, int(counts.max(initial=0)))
+        mean = float(np.mean(attempts)) if len(attempts) else 0.0
+        offset = (i - (len(runs) - 1) / 2) * width
+        bars = ax.bar(
+            xs + offset,
+            counts,
+            width=width * 0.95,
+            color=palette[i % len(palette)],
+            alpha=0.85,
+            label=f"{label}: {mean:.2f} attempts per call",
+        )
+        ax.bar_label(bars, labels=[str(c) if c else "" for c in counts], fontsize=8, padding=1)
+    ax.set_xticks(xs)
+    ax.set_ylim(0, tallest * 1.25)
+    ax.set_xlabel("attempts for one logical call")
+    ax.set_ylabel("logical calls")
+    ax.grid(axis="x", visible=False)
+    ax.legend(loc="upper center")
+    ax.set_title("Attempts per call")
     return ax

@@ -50,7 +50,10 @@ def new_request_id() -> str:
 
 
 class wait_backoff(wait_base):
-    """A tenacity wait from one of ``backoff.STRATEGIES``, seeded if you like."""
+    """A tenacity wait from one of ``backoff.STRATEGIES``, seeded if you like.
+
+    Decorrelated jitter grows from the sleep actually taken last, Retry-After included.
+    """
 
     def __init__(self, kind: str = "full", base: float = 0.5, cap: float = 8.0, seed: int | None = None) -> None:
         backoff.delay(kind, 1, base=base, cap=cap, rng=random.Random(0))  # validate now, not mid-call
@@ -92,9 +95,11 @@ class stop_at_deadline(stop_base):
 
 class RetryBudget:
     """Retries may be at most ``ratio`` of the calls in the last ``window_s`` seconds,
-    plus ``min_retries`` so a quiet client can still retry (Google SRE book, ch. 22).
+    plus ``min_retries`` in that window so a quiet client can still retry (Google SRE
+    book, ch. 22). In a long outage this settles at ``1 + ratio`` attempts per call plus
+    ``min_retries`` per window.
 
-    Thread-safe; ``clock`` is injectable. Taught in notebook 02, section 2.6.
+    Thread-safe; ``clock`` is injectable. Taught in notebook 02, section 2.7.
     """
 
     def __init__(
