@@ -7,15 +7,21 @@ forever?") and grown by every later part. Exit status 1 if any row fails.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import errors
 from .config import Timeouts
+from .degrade import DurableQueue, first_success, stale_answer
 from .fakeserver import FakeLLMServer
+from .ratelimit import RateLimiter, estimate_tokens
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
 from .transport import Transport
 
@@ -171,8 +177,80 @@ def part02_checks() -> list[Check]:
     ]
 
 
+def limited_burst(rpm: int = 2400, calls: int = 40, threads: int = 8) -> Check:
+    def run() -> tuple[str, bool]:
+        limiter = RateLimiter(rpm=rpm)
+        with FakeLLMServer(rpm=rpm, latency=0) as srv, Transport(srv.url) as transport:
+
+            def one_call(_: int) -> None:
+                with limiter.acquire(estimate_tokens(PAYLOAD["messages"])), contextlib.suppress(errors.LLMError):
+                    transport.chat(PAYLOAD, timeouts=BUDGET)
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(one_call, range(calls)))
+        refused = sum(a.fault == "rate_limited" for a in srv.attempts)
+        return f"{len(srv.attempts)} sent, {refused} x 429", refused == 0 and len(srv.attempts) == calls
+
+    return Check(f"burst: {threads} threads, server at {rpm} RPM, limiter on", "no 429", run)
+
+
+def _chain(srv: FakeLLMServer, models: list[str]) -> tuple[str, object]:
+    policy = RetryPolicy(2, wait=wait_backoff("none", base=0.01, cap=0.01))
+    with Transport(srv.url) as transport:
+        return first_success(
+            models, lambda m: policy.call(lambda n: transport.chat({**PAYLOAD, "model": m}, timeouts=BUDGET))
+        )
+
+
+def fallback_answers() -> Check:
+    def run() -> tuple[str, bool]:
+        with FakeLLMServer(model_faults={"fake-large": "503"}, latency=0) as srv:
+            model, _ = _chain(srv, ["fake-large", "fake-mini"])
+        return f"answered by {model}", model == "fake-mini"
+
+    return Check("primary model down (503)", "the fallback model answers", run)
+
+
+def stale_when_all_down() -> Check:
+    def run() -> tuple[str, bool]:
+        earlier = {"prompt-key": "an answer from an hour ago"}
+        with FakeLLMServer(default="503", latency=0) as srv:
+            try:
+                _chain(srv, ["fake-large", "fake-mini"])
+                return "answered?", False
+            except errors.AllModelsFailed:
+                value = stale_answer(earlier, "prompt-key")
+        return ("stale answer served" if value else "nothing to serve"), value is not None
+
+    return Check("every model down, stale allowed", "a stale answer, marked stale", run)
+
+
+def queue_then_drain() -> Check:
+    def run() -> tuple[str, bool]:
+        with tempfile.TemporaryDirectory() as folder:
+            queue = DurableQueue(Path(folder) / "queue.sqlite")
+            rid = new_request_id()
+            with FakeLLMServer(default="503", latency=0) as down:
+                try:
+                    _chain(down, ["fake-large", "fake-mini"])
+                except errors.AllModelsFailed:
+                    queue.enqueue(rid, PAYLOAD)
+            queued = len(queue)
+            with FakeLLMServer(latency=0) as up, Transport(up.url) as transport:
+                queue.drain(lambda r, req: transport.chat(req, request_id=r, timeouts=BUDGET))
+                queue.drain(lambda r, req: transport.chat(req, request_id=r, timeouts=BUDGET))  # nothing left
+            observed = f"{queued} queued, {len(queue)} left after drain, billed {up.billed_requests}x"
+            return observed, queued == 1 and len(queue) == 0 and up.billed_requests == 1
+
+    return Check("every model down, queue allowed", "queued, then drained and billed once", run)
+
+
+def part03_checks() -> list[Check]:
+    return [limited_burst(), fallback_answers(), stale_when_all_down(), queue_then_drain()]
+
+
 def all_checks() -> list[Check]:
-    return part01_checks() + part02_checks()
+    return part01_checks() + part02_checks() + part03_checks()
 
 
 def run_checks(checks: Sequence[Check]) -> list[Row]:
