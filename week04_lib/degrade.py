@@ -67,8 +67,11 @@ class Store(Protocol):
 
 
 def stale_answer(store: Store | None, key: str) -> Any | None:
-    """An earlier answer for ``key``, or None. The caller marks it stale."""
-    return None if store is None else store.get(key)
+    """An earlier answer for ``key``, or None. The caller marks it stale. A store with
+    ``get_stale`` (part 04's caches) is asked for entries past their TTL too."""
+    if store is None:
+        return None
+    return getattr(store, "get_stale", store.get)(key)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,161 @@
+"""The circuit breaker: when a model keeps failing, stop calling it for a while.
+
+Taught in notebook 04, section 4.6. Three states, as in the course:
+
+- **closed**: calls flow; transient failures are counted (consecutive, or a failure rate
+  over the last ``window`` calls); at the threshold the breaker opens;
+- **open**: calls fail fast with ``CircuitOpen``, no request is sent, for ``reset_s``;
+- **half-open**: exactly one probe goes through (others still fail fast); its success
+  closes the breaker, its failure opens it again.
+
+Only transient errors count: a 400 or a 401 means the service is up and answering.
+Thread-safe; ``clock`` is injectable; ``on_change(name, old, new)`` hears every change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TypeVar
+
+from . import errors
+
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "CircuitBreakers"]
+
+log = logging.getLogger("week04_lib.circuit")
+T = TypeVar("T")
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+Listener = Callable[[str, str, str], None]
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        failures: int = 5,
+        reset_s: float = 30.0,
+        failure_rate: float | None = None,
+        window: int = 20,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Listener | None = None,
+    ) -> None:
+        if failures < 1 or reset_s <= 0:
+            raise ValueError(f"need failures >= 1 and reset_s > 0, got {failures}, {reset_s}")
+        if failure_rate is not None and not 0 < failure_rate <= 1:
+            raise ValueError(f"failure_rate must be in (0, 1], got {failure_rate}")
+        self.name, self.failures, self.reset_s = name, failures, reset_s
+        self.failure_rate, self.clock, self.on_change = failure_rate, clock, on_change
+        self._outcomes: deque[bool] = deque(maxlen=window)  # True = failure, for the rate rule
+        self._consecutive = 0
+        self._state = CLOSED
+        self._opened_at = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"CircuitBreaker({self.name!r}, state={self.state!r})"
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            self._maybe_half_open()
+            return self._state
+
+    def _set(self, new: str) -> None:
+        old, self._state = self._state, new
+        if new == OPEN:
+            self._opened_at = self.clock()
+        if old != new:
+            log.info(
+                "breaker %s: %s -> %s",
+                self.name,
+                old,
+                new,
+                extra={"event": "breaker", "model": self.name, "breaker_state": new},
+            )
+            if self.on_change is not None:
+                self.on_change(self.name, old, new)
+
+    def _maybe_half_open(self) -> None:
+        if self._state == OPEN and self.clock() - self._opened_at >= self.reset_s:
+            self._set(HALF_OPEN)
+
+    def allow(self) -> None:
+        """Let a call through, or raise ``CircuitOpen`` (no request must be sent then)."""
+        with self._lock:
+            self._maybe_half_open()
+            if self._state == CLOSED:
+                return
+            if self._state == HALF_OPEN and not self._probing:
+                self._probing = True  # this caller is the one probe
+                return
+            wait = max(0.0, self.reset_s - (self.clock() - self._opened_at)) if self._state == OPEN else None
+        detail = f"retry in {wait:.1f}s" if wait is not None else "a probe call is in flight"
+        raise errors.CircuitOpen(f"circuit for {self.name} is {self._state}: failing fast, {detail}", model=self.name)
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._probing = False
+            self._consecutive = 0
+            self._outcomes.append(False)
+            if self._state != CLOSED:
+                self._outcomes.clear()
+                self._set(CLOSED)
+
+    def record_failure(self, error: BaseException) -> None:
+        """Count a failure. A permanent error is the service answering: counted as success."""
+        if isinstance(error, errors.PermanentError):
+            return self.record_success()
+        with self._lock:
+            self._probing = False
+            self._consecutive += 1
+            self._outcomes.append(True)
+            if self._state == HALF_OPEN or self._tripped():
+                self._set(OPEN)
+
+    def _tripped(self) -> bool:
+        if self._state != CLOSED:
+            return False
+        if self.failure_rate is None:
+            return self._consecutive >= self.failures
+        window_full = len(self._outcomes) == self._outcomes.maxlen
+        return window_full and sum(self._outcomes) / len(self._outcomes) >= self.failure_rate
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """``allow``, then ``fn()``, then record how it went."""
+        self.allow()
+        try:
+            result = fn()
+        except errors.LLMError as exc:
+            self.record_failure(exc)
+            raise
+        except BaseException:
+            with self._lock:
+                self._probing = False  # not the service's fault; let another probe go
+            raise
+        self.record_success()
+        return result
+
+
+class CircuitBreakers:
+    """One breaker per model, made on first use with the same settings."""
+
+    def __init__(self, **settings: object) -> None:
+        self.settings = settings
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, model: str) -> CircuitBreaker:
+        with self._lock:
+            if model not in self._breakers:
+                self._breakers[model] = CircuitBreaker(model, **self.settings)  # type: ignore[arg-type]
+            return self._breakers[model]
+
+    def states(self) -> dict[str, str]:
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return {b.name: b.state for b in breakers}
