@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import errors
+from .cache import MemoryCache, cache_key, cacheable, storable
+from .circuit import CircuitBreaker
 from .config import Timeouts
 from .degrade import DurableQueue, first_success, stale_answer
 from .fakeserver import FakeLLMServer
@@ -249,8 +251,66 @@ def part03_checks() -> list[Check]:
     return [limited_burst(), fallback_answers(), stale_when_all_down(), queue_then_drain()]
 
 
+def _through_cache(transport: Transport, cache: MemoryCache, payload: dict) -> str:
+    """The cache layer: a fresh hit, or a call whose complete answer is stored if allowed."""
+    key = cache_key(payload, transport.base_url)
+    if cache.get(key) is not None:
+        return "cache hit"
+    try:
+        done = transport.chat(payload, timeouts=BUDGET)
+    except errors.LLMError as exc:
+        return type(exc).__name__
+    if cacheable(payload)[0] and storable(done.raw):
+        cache.put(key, done.raw)
+    return "from server"
+
+
+def expect_cache(scenario: str, script: Sequence[str], payload: dict, expected: str, sent: int) -> Check:
+    def run() -> tuple[str, bool]:
+        cache = MemoryCache()
+        with FakeLLMServer(script, latency=0) as srv, Transport(srv.url) as transport:
+            outcomes = [_through_cache(transport, cache, payload) for _ in range(2)]
+        observed = f"{' then '.join(outcomes)}; {len(srv.attempts)} request(s), {len(cache)} cached"
+        return observed, len(srv.attempts) == sent
+
+    return Check(scenario, expected, run)
+
+
+def breaker_opens_and_recovers(failures: int = 3, reset_s: float = 0.3) -> Check:
+    def run() -> tuple[str, bool]:
+        breaker = CircuitBreaker("fake-mini", failures=failures, reset_s=reset_s)
+        with FakeLLMServer(["503"] * failures, latency=0) as srv, Transport(srv.url) as transport:
+
+            def attempt() -> str:
+                try:
+                    breaker.call(lambda: transport.chat(PAYLOAD, timeouts=BUDGET))
+                    return "ok"
+                except errors.LLMError as exc:
+                    return type(exc).__name__
+
+            outcomes = [attempt() for _ in range(failures + 4)]
+            sent_while_open = len(srv.attempts) - failures
+            time.sleep(reset_s)  # the breaker's own reset time, then one probe
+            recovered = attempt()
+        fast = outcomes.count("CircuitOpen")
+        observed = f"opened after {failures}, {fast} failed fast ({sent_while_open} sent), probe: {recovered}"
+        return observed, fast == 4 and sent_while_open == 0 and recovered == "ok" and breaker.state == "closed"
+
+    return Check("outage: 503s, then recovery", "opens, fails fast with no request, a probe closes it", run)
+
+
+def part04_checks() -> list[Check]:
+    deterministic = {**PAYLOAD, "temperature": 0}
+    return [
+        expect_cache("same request twice (temperature 0)", [], deterministic, "second from cache, 1 request", 1),
+        expect_cache("an error is not cached", ["503"], deterministic, "error, then from server", 2),
+        expect_cache("temperature 0.7, no seed", [], {**PAYLOAD, "temperature": 0.7}, "not cached, 2 requests", 2),
+        breaker_opens_and_recovers(),
+    ]
+
+
 def all_checks() -> list[Check]:
-    return part01_checks() + part02_checks() + part03_checks()
+    return part01_checks() + part02_checks() + part03_checks() + part04_checks()
 
 
 def run_checks(checks: Sequence[Check]) -> list[Row]:
