@@ -73,6 +73,7 @@ def test_dict_order_never_changes_the_key(rng):
         if isinstance(value, list):
             return [shuffled(v) for v in value]
         return value
+
     request = {**BASE, "tools": CHANGES["tools"], "response_format": CHANGES["response_format"]}
     assert cache_key(shuffled(request)) == cache_key(request)
 
@@ -82,13 +83,16 @@ def test_keys_refuse_what_json_cannot_say():
         cache_key({**BASE, "x": object()})
 
 
-@pytest.mark.parametrize("request_, expected", [
-    ({"temperature": 0}, True),
-    ({"temperature": 0.7}, False),
-    ({"temperature": 0.7, "seed": 1}, True),
-    ({}, False),  # the provider's default temperature is 1
-    ({"temperature": 0, "stream": True}, False),
-])
+@pytest.mark.parametrize(
+    "request_, expected",
+    [
+        ({"temperature": 0}, True),
+        ({"temperature": 0.7}, False),
+        ({"temperature": 0.7, "seed": 1}, True),
+        ({}, False),  # the provider's default temperature is 1
+        ({"temperature": 0, "stream": True}, False),
+    ],
+)
 def test_cacheable_policy(request_, expected):
     decision, reason = cacheable({**BASE, **request_} if request_ else {"model": "m"})
     assert decision is expected and reason
@@ -97,14 +101,21 @@ def test_cacheable_policy(request_, expected):
 
 
 def answer(finish="stop", cost=0.001):
-    return {"choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": finish}],
-            "cost_usd": cost}
+    return {"choices": [{"message": {"role": "assistant", "content": "hi"}, "finish_reason": finish}], "cost_usd": cost}
 
 
-@pytest.mark.parametrize("value, ok", [
-    (answer(), True), (answer("length"), True), (answer("content_filter"), False), (answer(None), False),
-    ({"error": {"message": "overloaded"}}, False), ({"choices": []}, False), ({"id": "x"}, False),
-])
+@pytest.mark.parametrize(
+    "value, ok",
+    [
+        (answer(), True),
+        (answer("length"), True),
+        (answer("content_filter"), False),
+        (answer(None), False),
+        ({"error": {"message": "overloaded"}}, False),
+        ({"choices": []}, False),
+        ({"id": "x"}, False),
+    ],
+)
 def test_only_complete_answers_are_storable(value, ok):
     assert storable(value) is ok
 
@@ -126,10 +137,12 @@ def test_memory_cache_lru_ttl_and_counters():
 
 def test_memory_cache_is_thread_safe():
     cache = MemoryCache(max_entries=100)
+
     def work(i):
         for j in range(200):
             cache.put(f"{i}-{j % 50}", answer())
             cache.get(f"{(i + 1) % 8}-{j % 50}")
+
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
@@ -156,8 +169,9 @@ def test_a_damaged_file_is_a_warning_and_a_fresh_cache(tmp_path, caplog, damage)
     for i in range(200):
         cache.put(f"k{i}", answer())
     data = path.read_bytes()
-    path.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)) if damage == "garbage"
-                     else data[: len(data) // 3])
+    path.write_bytes(
+        bytes(random.Random(0).randrange(256) for _ in range(4096)) if damage == "garbage" else data[: len(data) // 3]
+    )
     with caplog.at_level(logging.WARNING, logger="week04_lib.cache"):
         fresh = SQLiteCache(path)
         fresh.get("k1")
@@ -169,6 +183,7 @@ def test_a_damaged_file_is_a_warning_and_a_fresh_cache(tmp_path, caplog, damage)
 
 def test_a_damaged_value_is_a_miss(tmp_path):
     import sqlite3
+
     path = tmp_path / "c.sqlite"
     cache = SQLiteCache(path)
     with sqlite3.connect(path) as db:

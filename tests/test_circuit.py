@@ -77,6 +77,7 @@ def test_half_open_lets_exactly_one_probe_through():
             allowed.append(1)
         except errors.CircuitOpen as e:
             refused.append(str(e))
+
     threads = [threading.Thread(target=try_once) for _ in range(8)]
     for t in threads:
         t.start()
@@ -106,8 +107,10 @@ def test_call_counts_outcomes_and_sends_nothing_while_open():
     clock = VirtualClock()
     b = CircuitBreaker("fake-mini", failures=2, reset_s=5, clock=clock)
     with FakeLLMServer(["503", "503", "ok"], latency=0) as srv, Transport(srv.url) as t:
+
         def call():
             return t.chat({"model": "fake-mini", "messages": HELLO})
+
         for _ in range(2):
             with pytest.raises(errors.ServerError):
                 b.call(call)

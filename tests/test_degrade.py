@@ -42,6 +42,7 @@ def test_an_open_circuit_moves_on():
         if model == "big":
             raise errors.CircuitOpen("open", model=model)
         return "answer"
+
     assert first_success(["big", "small"], call) == ("small", "answer")
 
 
@@ -118,9 +119,11 @@ def test_a_crash_between_send_and_mark_is_replayed_not_rebilled(tmp_path):
         pass
 
     with FakeLLMServer(latency=0) as srv, Transport(srv.url) as t:
+
         def send_then_die(rid, req):
             t.chat(req, request_id=rid)
             raise Crash  # the answer arrived, the process died before marking it done
+
         with pytest.raises(Crash):
             q.drain(send_then_die)
         assert len(q) == 1
@@ -130,8 +133,9 @@ def test_a_crash_between_send_and_mark_is_replayed_not_rebilled(tmp_path):
 
 def test_threads_enqueue_at_once_without_loss(tmp_path):
     q = DurableQueue(tmp_path / "q.sqlite")
-    workers = [threading.Thread(target=lambda i=i: [q.enqueue(f"{i}-{j}", {"j": j}) for j in range(10)])
-               for i in range(8)]
+    workers = [
+        threading.Thread(target=lambda i=i: [q.enqueue(f"{i}-{j}", {"j": j}) for j in range(10)]) for i in range(8)
+    ]
     for w in workers:
         w.start()
     for w in workers:

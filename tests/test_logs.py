@@ -46,8 +46,13 @@ def test_log_to_is_once_per_path(log_file):
     again = log_to(log_file, secrets=["another-key"])
     emit("attempt", model="another-key")
     assert "another-key" not in log_file.read_text()
-    assert sum(getattr(h, "baseFilename", None) == str(log_file.resolve())
-               for h in logging.getLogger("week04_lib").handlers) == 1
+    assert (
+        sum(
+            getattr(h, "baseFilename", None) == str(log_file.resolve())
+            for h in logging.getLogger("week04_lib").handlers
+        )
+        == 1
+    )
     assert "another-key" in again.formatter.secrets
 
 
@@ -55,11 +60,16 @@ def test_retries_are_logged_as_json(log_file):
     clock = VirtualClock()
     with FakeLLMServer(["503", "ok"], latency=0) as srv, Transport(srv.url) as t:
         RetryPolicy(wait=wait_backoff("none", 0.5, 1), clock=clock, sleep=clock.sleep).call(
-            lambda n: t.chat({"model": "m", "messages": HELLO}, request_id="rid", attempt=n), request_id="rid")
+            lambda n: t.chat({"model": "m", "messages": HELLO}, request_id="rid", attempt=n), request_id="rid"
+        )
     frame = read_logs(log_file)
     retry = frame[frame["event"] == "retry"].iloc[0]
     assert (retry["request_id"], retry["attempt"], retry["error_type"], retry["retry_sleep_s"]) == (
-        "rid", 1, "server_error", 0.5)
+        "rid",
+        1,
+        "server_error",
+        0.5,
+    )
 
 
 def test_virtual_timestamps():
@@ -78,9 +88,18 @@ def test_summary_numbers(log_file):
     for i in range(100):
         emit("attempt", request_id=f"r{i}", model="a" if i < 80 else "b")
         ok = i % 10 != 0
-        emit("final", request_id=f"r{i}", model="a" if i < 80 else "b", latency_s=float(i), success=ok,
-             error_type=None if ok else "server_error", tokens_in=10, tokens_out=2, cost_usd=0.001,
-             cache_hit=i < 25)
+        emit(
+            "final",
+            request_id=f"r{i}",
+            model="a" if i < 80 else "b",
+            latency_s=float(i),
+            success=ok,
+            error_type=None if ok else "server_error",
+            tokens_in=10,
+            tokens_out=2,
+            cost_usd=0.001,
+            cache_hit=i < 25,
+        )
     s = summarize(read_logs(log_file))
     assert s["calls"] == 100 and s["error_rate"] == 0.1 and s["errors_by_type"] == {"server_error": 10}
     assert s["latency_p50_s"] == 49.5 and s["latency_p99_s"] == pytest.approx(98.01)

@@ -125,6 +125,12 @@ class CircuitBreaker:
         window_full = len(self._outcomes) == self._outcomes.maxlen
         return window_full and sum(self._outcomes) / len(self._outcomes) >= self.failure_rate
 
+    def abandon(self) -> None:
+        """The call ended without news of the service (our own limiter, a crash): count
+        nothing, but let another probe go."""
+        with self._lock:
+            self._probing = False
+
     def call(self, fn: Callable[[], T]) -> T:
         """``allow``, then ``fn()``, then record how it went."""
         self.allow()
@@ -134,8 +140,7 @@ class CircuitBreaker:
             self.record_failure(exc)
             raise
         except BaseException:
-            with self._lock:
-                self._probing = False  # not the service's fault; let another probe go
+            self.abandon()
             raise
         self.record_success()
         return result

@@ -67,6 +67,7 @@ class ClientConfig:
     max_concurrency: int | None = None
     cache: str | None = None
     cache_ttl_s: float | None = None
+    cache_sampled: bool = False  # cache temperature > 0 answers without a seed too (opt-in)
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
     log_path: str | None = None
@@ -169,6 +170,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "max_concurrency": ("WEEK04_MAX_CONCURRENCY", int),
     "cache": ("WEEK04_CACHE", str),
     "cache_ttl_s": ("WEEK04_CACHE_TTL_S", float),
+    "cache_sampled": ("WEEK04_CACHE_SAMPLED", _boolean),
     "breaker_failures": ("WEEK04_BREAKER_FAILURES", int),
     "breaker_reset_s": ("WEEK04_BREAKER_RESET_S", float),
     "log_path": ("WEEK04_LOG_PATH", str),

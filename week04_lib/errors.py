@@ -166,6 +166,13 @@ class AllModelsFailed(LLMError):
         self.errors = list(errors)
 
 
+class QueuedForLater(AllModelsFailed):
+    """Every model failed now, and the request is saved on disk to be sent later
+    (``LLMClient.drain_queue()``) with the same request id. Taught in notebook 05."""
+
+    error_type = "queued"
+
+
 class InvalidRequest(ValueError):
     """Bad input to the client, raised before anything is sent.
 

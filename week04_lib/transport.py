@@ -25,7 +25,15 @@ from requests.adapters import HTTPAdapter
 from . import errors
 from .config import Timeouts
 
-__all__ = ["Completion", "Transport", "Usage", "error_for_status", "parse_retry_after"]
+__all__ = [
+    "Completion",
+    "Transport",
+    "Usage",
+    "completion_from_json",
+    "error_for_status",
+    "parse_completion",
+    "parse_retry_after",
+]
 
 MAX_RETRY_AFTER_S = 600.0  # a hint longer than this is treated as absurd and clamped
 
@@ -139,13 +147,18 @@ def parse_completion(
     raw: bytes, status: int, headers: Mapping[str, str], latency_s: float, **context: Any
 ) -> Completion:
     """Parse and check a 200 body; anything but a chat completion is InvalidResponse."""
-    content_type = headers.get("Content-Type", "")
     try:
         data = json.loads(raw)
     except ValueError:
-        raise errors.InvalidResponse(
-            f"the response is not valid JSON ({_describe_body(raw, content_type, status)})", **context
-        ) from None
+        described = _describe_body(raw, headers.get("Content-Type", ""), status)
+        raise errors.InvalidResponse(f"the response is not valid JSON ({described})", **context) from None
+    return completion_from_json(data, status, headers, latency_s, **context)
+
+
+def completion_from_json(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None, latency_s: float = 0.0, **context: Any
+) -> Completion:
+    """Check the shape of a chat completion's JSON (from the wire or from a cache)."""
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         keys = ", ".join(sorted(data)) if isinstance(data, dict) else type(data).__name__
@@ -157,14 +170,18 @@ def parse_completion(
     if text is not None and not isinstance(text, str):
         raise errors.InvalidResponse(f"choices[0].message.content is {type(text).__name__}, not text", **context)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    try:
+        counted = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    except (TypeError, ValueError):
+        raise errors.InvalidResponse(f"the usage block is not token counts: {usage!r}"[:200], **context) from None
     return Completion(
         text=text or "",
         model=str(data.get("model") or context.get("model") or ""),
-        usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
+        usage=counted,
         finish_reason=choices[0].get("finish_reason"),
         status_code=status,
         latency_s=latency_s,
-        headers=dict(headers),
+        headers=dict(headers or {}),
         raw=data,
     )
 

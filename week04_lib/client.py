@@ -1,0 +1,355 @@
+"""``LLMClient``: every reliability layer of the course around one chat call.
+
+Taught in notebook 05. The flow of one call (DESIGN.md):
+
+    validate -> request id -> deadline ->
+      for each model in [primary, *fallbacks]:
+        cache hit? -> return it            (checked first: it costs nothing, even when
+        breaker open? -> next model          the model's breaker is open)
+        retries with backoff (tenacity), each attempt: rate limiter -> transport
+        success -> breaker, cache store, return
+        permanent error -> raise at once; transient after retries -> next model
+      all failed -> stale answer? -> queue for later? -> AllModelsFailed
+    exactly one ``final`` log record per call
+
+One client is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import errors
+from .cache import cache_key, cacheable, open_cache, storable
+from .circuit import CircuitBreakers
+from .config import ClientConfig
+from .cost import cost_usd
+from .degrade import DrainReport, DurableQueue, first_success, stale_answer
+from .logs import log_to
+from .ratelimit import RateLimiter, estimate_tokens
+from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
+from .transport import Completion, Transport, Usage, completion_from_json
+
+__all__ = ["ChatResult", "LLMClient"]
+
+log = logging.getLogger("week04_lib.client")
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+RANGES = {"temperature": (0, 2), "top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_penalty": (-2, 2)}
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One answer. ``cached``: from the cache, no request sent; ``stale``: an earlier
+    answer served because every model failed; ``attempts``: HTTP attempts made."""
+
+    text: str
+    model: str
+    request_id: str
+    cached: bool
+    stale: bool
+    attempts: int
+    latency_s: float
+    usage: Usage
+    cost_usd: float | None
+    finish_reason: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class _Call:
+    """What one logical call has done so far (for its result and its final log line)."""
+
+    request_id: str
+    messages: list[dict[str, Any]]
+    params: dict[str, Any]
+    deadline: float
+    started: float
+    attempts: int = 0
+    model: str = ""
+
+
+def validate(messages: Any, params: Mapping[str, Any]) -> None:
+    """Bad input is an ``InvalidRequest`` (a ValueError) that says what to fix."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise errors.InvalidRequest("messages must be a non-empty list like [{'role': 'user', 'content': 'hi'}]")
+    for i, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise errors.InvalidRequest(f"messages[{i}] must be a dict with 'role' and 'content'")
+        if message.get("role") not in ROLES:
+            raise errors.InvalidRequest(f"messages[{i}]['role'] must be one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            raise errors.InvalidRequest(f"messages[{i}] has no 'content'")
+        if content is not None and not isinstance(content, (str, list)):
+            raise errors.InvalidRequest(f"messages[{i}]['content'] must be text (or a list of parts)")
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = params.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise errors.InvalidRequest(f"{name} must be a positive whole number, got {value!r}")
+    for name, (low, high) in RANGES.items():
+        value = params.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high
+        ):
+            raise errors.InvalidRequest(f"{name} must be a number from {low} to {high}, got {value!r}")
+    if params.get("stream"):
+        raise errors.InvalidRequest("stream=True is not supported by LLMClient.chat; it returns whole answers")
+
+
+class LLMClient:
+    """The reusable client. ``clock`` and ``sleep`` are injectable (virtual-time tests)."""
+
+    def __init__(
+        self,
+        config: ClientConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config = config if config is not None else ClientConfig.from_env()
+        self.clock = clock
+        self.transport = Transport(config.base_url, config.api_key, clock=clock)
+        budget = RetryBudget(config.retry_budget, clock=clock) if config.retry_budget is not None else None
+        self.retry = RetryPolicy(
+            config.max_attempts,
+            wait=wait_backoff("full", config.backoff_base, config.backoff_cap),
+            budget=budget,
+            clock=clock,
+            sleep=sleep,
+        )
+        limited = config.rpm or config.tpm or config.max_concurrency
+        self.limiter = (
+            RateLimiter(config.rpm, config.tpm, config.max_concurrency, clock=clock, sleep=sleep) if limited else None
+        )
+        self.cache = open_cache(config.cache, config.cache_ttl_s)
+        self.breakers = CircuitBreakers(failures=config.breaker_failures, reset_s=config.breaker_reset_s, clock=clock)
+        self.queue = DurableQueue(config.queue_path) if config.queue_path else None
+        if config.log_path:
+            log_to(config.log_path, secrets=[config.api_key] if config.api_key else [])
+
+    def __repr__(self) -> str:
+        return f"LLMClient({self.config!r})"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the call
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        request_id: str | None = None,
+        **params: Any,
+    ) -> ChatResult:
+        """Send ``messages`` (with OpenAI parameters such as temperature, max_tokens) and
+        return a ``ChatResult``, or raise an ``LLMError`` (or ``InvalidRequest``)."""
+        validate(messages, params)
+        started = self.clock()
+        call = _Call(
+            request_id or new_request_id(),
+            [dict(m) for m in messages],
+            params,
+            started + self.config.timeouts.total,
+            started,
+        )
+        models = [model or self.config.model, *[m for m in self.config.fallback_models if m != model]]
+        try:
+            result = self._first_answer(call, models)
+        except errors.LLMError as exc:
+            self._log_final(call, error=exc)
+            raise
+        self._log_final(call, result=result)
+        return result
+
+    def _first_answer(self, call: _Call, models: list[str]) -> ChatResult:
+        try:
+            return first_success(models, lambda m: self._from_model(call, m), request_id=call.request_id)[1]
+        except errors.AllModelsFailed as exc:
+            return self._degrade(call, models, exc)
+
+    def _payload(self, call: _Call, model: str) -> dict[str, Any]:
+        return {"model": model, "messages": call.messages, **call.params}
+
+    def _from_model(self, call: _Call, model: str) -> ChatResult:
+        call.model = model
+        payload = self._payload(call, model)
+        key = cache_key(payload, self.config.base_url)
+        use_cache = self.cache is not None and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
+        if use_cache and (hit := self.cache.get(key)) is not None:
+            log.info(
+                "cache hit",
+                extra={
+                    "event": "cache_hit",
+                    "request_id": call.request_id,
+                    "model": model,
+                    "cache_hit": True,
+                    "prompt_len": _prompt_len(call),
+                },
+            )
+            return self._result(call, completion_from_json(hit["completion"]), cached=True)
+        breaker = self.breakers[model]
+        breaker.allow()
+        try:
+            done = self.retry.call(
+                lambda n: self._attempt(call, payload, n),
+                deadline=call.deadline,
+                request_id=call.request_id,
+                model=model,
+            )
+        except errors.ClientRateLimited:
+            breaker.abandon()  # our own limiter said no: nothing learned about the service
+            raise
+        except errors.LLMError as exc:
+            breaker.record_failure(exc)
+            raise
+        breaker.record_success()
+        result = self._result(call, done)
+        if use_cache and storable(done.raw):
+            self.cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
+        return result
+
+    def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
+        call.attempts += 1
+        model = payload["model"]
+        permit = (
+            self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), call.deadline)
+            if self.limiter
+            else contextlib.nullcontext()
+        )
+        with permit:
+            started = self.clock()
+            try:
+                done = self.transport.chat(
+                    payload,
+                    timeouts=self.config.timeouts,
+                    deadline=call.deadline,
+                    request_id=call.request_id,
+                    attempt=attempt,
+                )
+            except errors.LLMError as exc:
+                if self.limiter and isinstance(exc, errors.RateLimited):
+                    self.limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                self._log_attempt(call, model, attempt, started, error=exc)
+                raise
+            if self.limiter:
+                permit.reconcile(done.usage.total_tokens)
+                self.limiter.observe_headers(done.headers)
+            self._log_attempt(call, model, attempt, started, done=done)
+        return done
+
+    def _result(self, call: _Call, done: Completion, *, cached: bool = False, stale: bool = False) -> ChatResult:
+        free = cached or stale
+        return ChatResult(
+            text=done.text,
+            model=done.model or call.model,
+            request_id=call.request_id,
+            cached=cached,
+            stale=stale,
+            attempts=call.attempts,
+            latency_s=self.clock() - call.started,
+            usage=done.usage,
+            cost_usd=0.0 if free else cost_usd(done.model or call.model, done.usage),
+            finish_reason=done.finish_reason,
+            raw=done.raw,
+        )
+
+    def _degrade(self, call: _Call, models: list[str], failure: errors.AllModelsFailed) -> ChatResult:
+        """Every model failed: an earlier answer if allowed, else the queue if set, else raise."""
+        if self.config.serve_stale and self.cache is not None:
+            for model in models:
+                found = stale_answer(self.cache, cache_key(self._payload(call, model), self.config.base_url))
+                if found is not None:
+                    call.model = model
+                    return self._result(call, completion_from_json(found["completion"]), stale=True)
+        if self.queue is not None:
+            request = {"messages": call.messages, "params": call.params, "model": models[0]}
+            self.queue.enqueue(call.request_id, request)
+            raise errors.QueuedForLater(
+                f"{failure.message}; queued as {call.request_id}, send it later with drain_queue()",
+                errors=failure.errors,
+                request_id=call.request_id,
+            ) from failure
+        if len(failure.errors) == 1:  # no chain to report: the one model's own error says more
+            raise failure.errors[0]
+        raise failure
+
+    def drain_queue(self) -> DrainReport:
+        """Send every queued request again, with its original request id (so a provider
+        that honours idempotency keys does not bill it twice)."""
+        if self.queue is None:
+            raise errors.InvalidRequest("no queue: set ClientConfig(queue_path=...)")
+        return self.queue.drain(
+            lambda rid, req: self.chat(req["messages"], model=req.get("model"), request_id=rid, **req["params"])
+        )
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_attempt(
+        self,
+        call: _Call,
+        model: str,
+        attempt: int,
+        started: float,
+        *,
+        done: Completion | None = None,
+        error: errors.LLMError | None = None,
+    ) -> None:
+        log.info(
+            "attempt %s %s",
+            attempt,
+            "ok" if error is None else type(error).__name__,
+            extra={
+                "event": "attempt",
+                "request_id": call.request_id,
+                "model": model,
+                "attempt": attempt,
+                "latency_s": round(self.clock() - started, 6),
+                "success": error is None,
+                "status_code": done.status_code if done else error.status_code,
+                "error_type": None if error is None else error.error_type,
+                "prompt_len": _prompt_len(call),
+                "tokens_in": done.usage.prompt_tokens if done else None,
+                "tokens_out": done.usage.completion_tokens if done else None,
+                "breaker_state": self.breakers[model].state,
+            },
+        )
+
+    def _log_final(self, call: _Call, *, result: ChatResult | None = None, error: BaseException | None = None) -> None:
+        ok = result is not None
+        log.info(
+            "call %s",
+            "ok" if ok else f"failed: {type(error).__name__}",
+            extra={
+                "event": "final",
+                "request_id": call.request_id,
+                "model": result.model if ok else call.model,
+                "attempt": call.attempts,
+                "latency_s": round(self.clock() - call.started, 6),
+                "success": ok,
+                "status_code": None if ok else getattr(error, "status_code", None),
+                "error_type": None if ok else getattr(error, "error_type", type(error).__name__),
+                "prompt_len": _prompt_len(call),
+                "tokens_in": result.usage.prompt_tokens if ok else 0,
+                "tokens_out": result.usage.completion_tokens if ok else 0,
+                "cost_usd": result.cost_usd if ok else 0.0,
+                "cache_hit": bool(ok and (result.cached or result.stale)),
+                "breaker_state": self.breakers[call.model].state if call.model else None,
+            },
+        )
+
+
+def _prompt_len(call: _Call) -> int:
+    return sum(len(str(m.get("content") or "")) for m in call.messages)
