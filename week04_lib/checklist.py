@@ -1,13 +1,13 @@
-"""The forced-failure checklist (`make demo`): every failure the course names, forced
-against the embedded fake server, expected vs observed, PASS/FAIL.
+"""The forced-failure checklist (`make demo`, `python -m week04_lib checklist`): every
+failure the course names, forced against the embedded fake server and handled end to
+end by ``LLMClient``. Each row: scenario, expected, observed, time, PASS/FAIL.
 
 Taught in notebook 01 (the self-check "can you show your client does not hang
-forever?") and grown by every later part. Exit status 1 if any row fails.
+forever?") and in notebook 05, which runs it. Exit status 1 if any row fails.
 """
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import sys
 import tempfile
@@ -16,20 +16,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import errors
-from .cache import MemoryCache, cache_key, cacheable, storable
-from .circuit import CircuitBreaker
-from .config import Timeouts
-from .degrade import DurableQueue, first_success, stale_answer
+from .client import LLMClient
+from .config import ClientConfig, Timeouts
 from .fakeserver import FakeLLMServer
-from .ratelimit import RateLimiter, estimate_tokens
-from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
-from .transport import Transport
 
 BUDGET = Timeouts(connect=1.0, read=1.0, total=1.5)
 SLACK_S = 0.25  # how far past the total deadline a failure may land
-PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Is anyone there?"}]}
+HELLO = [{"role": "user", "content": "Is anyone there?"}]
 
 
 @dataclass(frozen=True)
@@ -48,269 +44,223 @@ class Row:
     passed: bool
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def client_for(url: str, **settings: Any) -> LLMClient:
+    """A client with the checklist's budget: fast backoff, no retry budget, no cache."""
+    base: dict[str, Any] = dict(
+        base_url=url,
+        model="fake-mini",
+        timeouts=BUDGET,
+        max_attempts=4,
+        backoff_base=0.05,
+        backoff_cap=0.5,
+        retry_budget=None,
+    )
+    return LLMClient(ClientConfig(**{**base, **settings}))
 
 
-def _attempt(url: str) -> str:
-    """One call through the transport; the outcome's class name."""
-    transport = Transport(url)
+def outcome_of(call: Callable[[], Any]) -> str:
+    """'ok', 'stale', 'cached', or the error's class name."""
     try:
-        transport.chat(PAYLOAD, timeouts=BUDGET)
-        return "ok"
+        result = call()
     except errors.LLMError as exc:
         return type(exc).__name__
-    finally:
-        transport.close()
+    return "stale" if result.stale else "cached" if result.cached else "ok"
 
 
-def expect_error(scenario: str, fault: str | None, error: type[errors.LLMError]) -> Check:
-    """``fault`` against the fake server (None: a port nobody listens on) ends in ``error``
-    within the total budget."""
+def _kinds(error: type) -> set[str]:
+    """The class and all its subclasses' names: LLMTimeout covers DeadlineExceeded."""
+    return {error.__name__} | {name for sub in error.__subclasses__() for name in _kinds(sub)}
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def one_call(
+    scenario: str,
+    script: Sequence[str],
+    expect: str | type,
+    requests: int | None = None,
+    default: str = "ok",
+    **settings: Any,
+) -> Check:
+    """One ``client.chat`` against ``script``: the outcome (an error class covers its
+    subclasses), how many requests reached the server, and within the total budget."""
+    wanted = _kinds(expect) if isinstance(expect, type) else {expect}
+    name = expect.__name__ if isinstance(expect, type) else expect
+    expected = name + (f" after {requests} request(s)" if requests else "") + f", <= {BUDGET.total + SLACK_S:g}s"
 
     def run() -> tuple[str, bool]:
         start = time.monotonic()
-        if fault is None:
-            outcome = _attempt(f"http://127.0.0.1:{_closed_port()}/v1")
-        else:
-            with FakeLLMServer([fault], latency=0) as srv:
-                outcome = _attempt(srv.url)
-        in_time = time.monotonic() - start <= BUDGET.total + SLACK_S
-        passed = outcome in _names(error) and in_time
-        return outcome + ("" if in_time else " (too late)"), passed
-
-    return Check(scenario, f"{error.__name__} in <= {BUDGET.total + SLACK_S:g}s", run)
-
-
-def _names(error: type[errors.LLMError]) -> list[str]:
-    """The class and all its subclasses' names: LLMTimeout covers DeadlineExceeded."""
-    found, todo = [], [error]
-    while todo:
-        cls = todo.pop()
-        found.append(cls.__name__)
-        todo.extend(cls.__subclasses__())
-    return found
-
-
-def part01_checks() -> list[Check]:
-    return [
-        expect_error("hang (accept, never answer)", "hang", errors.LLMTimeout),
-        expect_error("trickle (1 byte / 0.2 s)", "trickle:0.2", errors.DeadlineExceeded),
-        expect_error("connection refused", None, errors.ConnectionFailed),
-        expect_error("connection reset", "reset", errors.ConnectionFailed),
-        expect_error("HTTP 500", "500", errors.ServerError),
-        expect_error("HTTP 503", "503", errors.ServerError),
-        expect_error("HTTP 401 (bad key)", "401", errors.AuthError),
-        expect_error("HTTP 404 (bad model)", "404", errors.NotFound),
-        expect_error("invalid JSON body", "invalid_json", errors.InvalidResponse),
-        expect_error("HTML error page", "html", errors.InvalidResponse),
-        expect_error("JSON without choices", "empty", errors.InvalidResponse),
-    ]
-
-
-def _retried_call(url: str, policy: RetryPolicy, idempotency_keys: bool = True) -> str:
-    """One logical call with retries (one request id for all attempts); its outcome."""
-    transport = Transport(url, idempotency_keys=idempotency_keys)
-    rid = new_request_id()
-    try:
-        policy.call(lambda n: transport.chat(PAYLOAD, timeouts=BUDGET, request_id=rid, attempt=n), request_id=rid)
-        return "ok"
-    except errors.LLMError as exc:
-        return type(exc).__name__
-    finally:
-        transport.close()
-
-
-def expect_retries(scenario: str, script: Sequence[str], expected: str, judge: Callable[..., bool]) -> Check:
-    """Run ``script`` through a retried call; ``judge(outcome, server, seconds)`` passes it."""
-
-    def run() -> tuple[str, bool]:
-        policy = RetryPolicy(4, wait=wait_backoff("full", base=0.05, cap=0.5))
-        with FakeLLMServer(script, latency=0) as srv:
-            start = time.monotonic()
-            outcome = _retried_call(srv.url, policy)
-            seconds = time.monotonic() - start
-        observed = f"{outcome}, {len(srv.attempts)} attempt(s), billed {srv.billed_requests}x, waited {seconds:.2f}s"
-        return observed, judge(outcome, srv, seconds)
+        with FakeLLMServer(script, default=default, latency=0) as srv, client_for(srv.url, **settings) as client:
+            outcome = outcome_of(lambda: client.chat(HELLO, temperature=0))
+        elapsed = time.monotonic() - start
+        sent = len(srv.attempts)
+        passed = outcome in wanted and (requests is None or sent == requests) and elapsed <= BUDGET.total + SLACK_S
+        return f"{outcome} after {sent} request(s)", passed
 
     return Check(scenario, expected, run)
 
 
+def connection_refused() -> Check:
+    def run() -> tuple[str, bool]:
+        start = time.monotonic()
+        with client_for(_closed_port_url(), max_attempts=2) as client:
+            outcome = outcome_of(lambda: client.chat(HELLO))
+        return outcome, outcome == "ConnectionFailed" and time.monotonic() - start <= BUDGET.total + SLACK_S
+
+    return Check("connection refused", "ConnectionFailed, <= 1.75s", run)
+
+
+def retry_after_honoured() -> Check:
+    def run() -> tuple[str, bool]:
+        with (
+            FakeLLMServer(["429:retry-after=1", "ok"], latency=0) as srv,
+            client_for(srv.url, timeouts=Timeouts(1, 1, 3)) as client,
+        ):
+            outcome = outcome_of(lambda: client.chat(HELLO))
+        waited = srv.attempts[1].t - srv.attempts[0].t
+        return f"{outcome}, retried after {waited:.2f}s", outcome == "ok" and waited >= 1.0
+
+    return Check("429 with Retry-After: 1", "ok, second request >= 1s later", run)
+
+
+def drop_with_idempotency() -> Check:
+    def run() -> tuple[str, bool]:
+        with FakeLLMServer(["drop", "ok"], latency=0) as srv, client_for(srv.url) as client:
+            outcome = outcome_of(lambda: client.chat(HELLO))
+        observed = f"{outcome}, {len(srv.attempts)} requests, billed {srv.billed_requests}x"
+        return observed, outcome == "ok" and len(srv.attempts) == 2 and srv.billed_requests == 1
+
+    return Check("drop (work done, answer lost), retried", "ok, billed once (Idempotency-Key)", run)
+
+
 def outage_with_budget(calls: int = 100) -> Check:
     def run() -> tuple[str, bool]:
-        policy = RetryPolicy(4, wait=wait_backoff("none", base=0.001, cap=0.01), budget=RetryBudget(0.1))
-        with FakeLLMServer(default="503", latency=0) as srv:
-            outcomes = {_retried_call(srv.url, policy) for _ in range(calls)}
+        with (
+            FakeLLMServer(default="503", latency=0) as srv,
+            client_for(
+                srv.url, retry_budget=0.1, backoff_base=0.001, backoff_cap=0.01, breaker_failures=10**6
+            ) as client,
+        ):
+            for _ in range(calls):
+                outcome_of(lambda: client.chat(HELLO))
         per_call = len(srv.attempts) / calls
-        return f"{per_call:.2f} attempts/call ({', '.join(sorted(outcomes))})", per_call <= 1.15
+        return f"{per_call:.2f} requests per call", per_call <= 1.15
 
-    return Check(f"outage, {calls} calls, 10% retry budget", "<= 1.15 attempts per call (no budget: 4)", run)
-
-
-def part02_checks() -> list[Check]:
-    return [
-        expect_retries(
-            "503 then ok",
-            ["503", "ok"],
-            "ok on attempt 2",
-            lambda outcome, srv, s: outcome == "ok" and len(srv.attempts) == 2,
-        ),
-        expect_retries(
-            "429 with Retry-After: 1",
-            ["429:retry-after=1", "ok"],
-            "ok, waited >= 1s",
-            lambda outcome, srv, s: outcome == "ok" and s >= 1.0,
-        ),
-        expect_retries(
-            "401 is not retried",
-            ["401", "ok"],
-            "AuthError after 1 attempt",
-            lambda outcome, srv, s: outcome == "AuthError" and len(srv.attempts) == 1,
-        ),
-        expect_retries(
-            "drop, retried with idempotency key",
-            ["drop", "ok"],
-            "ok, billed once",
-            lambda outcome, srv, s: outcome == "ok" and srv.billed_requests == 1,
-        ),
-        outage_with_budget(),
-    ]
+    return Check(f"outage, {calls} calls, 10% retry budget", "<= 1.15 requests per call (no budget: 4)", run)
 
 
 def limited_burst(rpm: int = 2400, calls: int = 40, threads: int = 8) -> Check:
     def run() -> tuple[str, bool]:
-        limiter = RateLimiter(rpm=rpm)
-        with FakeLLMServer(rpm=rpm, latency=0) as srv, Transport(srv.url) as transport:
-
-            def one_call(_: int) -> None:
-                with limiter.acquire(estimate_tokens(PAYLOAD["messages"])), contextlib.suppress(errors.LLMError):
-                    transport.chat(PAYLOAD, timeouts=BUDGET)
-
+        with FakeLLMServer(rpm=rpm, latency=0) as srv, client_for(srv.url, rpm=rpm) as client:
             with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(one_call, range(calls)))
+                outcomes = list(pool.map(lambda i: outcome_of(lambda: client.chat(HELLO)), range(calls)))
         refused = sum(a.fault == "rate_limited" for a in srv.attempts)
-        return f"{len(srv.attempts)} sent, {refused} x 429", refused == 0 and len(srv.attempts) == calls
+        observed = f"{outcomes.count('ok')}/{calls} ok, {refused} x 429"
+        return observed, refused == 0 and outcomes.count("ok") == calls
 
-    return Check(f"burst: {threads} threads, server at {rpm} RPM, limiter on", "no 429", run)
-
-
-def _chain(srv: FakeLLMServer, models: list[str]) -> tuple[str, object]:
-    policy = RetryPolicy(2, wait=wait_backoff("none", base=0.01, cap=0.01))
-    with Transport(srv.url) as transport:
-        return first_success(
-            models, lambda m: policy.call(lambda n: transport.chat({**PAYLOAD, "model": m}, timeouts=BUDGET))
-        )
+    return Check(f"burst: {threads} threads, server limit {rpm} RPM, client rpm={rpm}", "all ok, no 429", run)
 
 
 def fallback_answers() -> Check:
     def run() -> tuple[str, bool]:
-        with FakeLLMServer(model_faults={"fake-large": "503"}, latency=0) as srv:
-            model, _ = _chain(srv, ["fake-large", "fake-mini"])
-        return f"answered by {model}", model == "fake-mini"
+        with (
+            FakeLLMServer(model_faults={"fake-large": "503"}, latency=0) as srv,
+            client_for(srv.url, model="fake-large", fallback_models=["fake-mini"], max_attempts=2) as client,
+        ):
+            result = client.chat(HELLO)
+        return f"answered by {result.model}", result.model == "fake-mini"
 
     return Check("primary model down (503)", "the fallback model answers", run)
 
 
 def stale_when_all_down() -> Check:
     def run() -> tuple[str, bool]:
-        earlier = {"prompt-key": "an answer from an hour ago"}
-        with FakeLLMServer(default="503", latency=0) as srv:
-            try:
-                _chain(srv, ["fake-large", "fake-mini"])
-                return "answered?", False
-            except errors.AllModelsFailed:
-                value = stale_answer(earlier, "prompt-key")
-        return ("stale answer served" if value else "nothing to serve"), value is not None
+        with (
+            FakeLLMServer(["ok"], default="503", latency=0) as srv,
+            client_for(srv.url, cache="memory", cache_ttl_s=0.05, serve_stale=True, max_attempts=1) as client,
+        ):
+            client.chat(HELLO, temperature=0)
+            time.sleep(0.06)  # the cached answer expires; the server is down
+            outcome = outcome_of(lambda: client.chat(HELLO, temperature=0))
+        return f"{outcome} answer served", outcome == "stale"
 
-    return Check("every model down, stale allowed", "a stale answer, marked stale", run)
+    return Check("every model down, serve_stale=True", "an earlier answer, marked stale", run)
 
 
 def queue_then_drain() -> Check:
     def run() -> tuple[str, bool]:
-        with tempfile.TemporaryDirectory() as folder:
-            queue = DurableQueue(Path(folder) / "queue.sqlite")
-            rid = new_request_id()
-            with FakeLLMServer(default="503", latency=0) as down:
-                try:
-                    _chain(down, ["fake-large", "fake-mini"])
-                except errors.AllModelsFailed:
-                    queue.enqueue(rid, PAYLOAD)
-            queued = len(queue)
-            with FakeLLMServer(latency=0) as up, Transport(up.url) as transport:
-                queue.drain(lambda r, req: transport.chat(req, request_id=r, timeouts=BUDGET))
-                queue.drain(lambda r, req: transport.chat(req, request_id=r, timeouts=BUDGET))  # nothing left
-            observed = f"{queued} queued, {len(queue)} left after drain, billed {up.billed_requests}x"
-            return observed, queued == 1 and len(queue) == 0 and up.billed_requests == 1
+        with tempfile.TemporaryDirectory() as folder, FakeLLMServer(["503", "503"], latency=0) as srv:
+            with client_for(
+                srv.url, fallback_models=["fake-large"], max_attempts=1, queue_path=str(Path(folder) / "queue.sqlite")
+            ) as client:
+                outcome = outcome_of(lambda: client.chat(HELLO))
+                first, again = client.drain_queue(), client.drain_queue()
+        observed = f"{outcome}; drained {len(first.sent)}, then {len(again.sent)}; billed {srv.billed_requests}x"
+        return observed, outcome == "QueuedForLater" and len(first.sent) == 1 and srv.billed_requests == 1
 
-    return Check("every model down, queue allowed", "queued, then drained and billed once", run)
+    return Check("every model down, queue_path set", "queued, drained once, billed once", run)
 
 
-def part03_checks() -> list[Check]:
-    return [limited_burst(), fallback_answers(), stale_when_all_down(), queue_then_drain()]
+def twice(scenario: str, script: Sequence[str], expected: str, requests: int, **params: Any) -> Check:
+    """The same call twice through a client with a memory cache."""
 
-
-def _through_cache(transport: Transport, cache: MemoryCache, payload: dict) -> str:
-    """The cache layer: a fresh hit, or a call whose complete answer is stored if allowed."""
-    key = cache_key(payload, transport.base_url)
-    if cache.get(key) is not None:
-        return "cache hit"
-    try:
-        done = transport.chat(payload, timeouts=BUDGET)
-    except errors.LLMError as exc:
-        return type(exc).__name__
-    if cacheable(payload)[0] and storable(done.raw):
-        cache.put(key, done.raw)
-    return "from server"
-
-
-def expect_cache(scenario: str, script: Sequence[str], payload: dict, expected: str, sent: int) -> Check:
     def run() -> tuple[str, bool]:
-        cache = MemoryCache()
-        with FakeLLMServer(script, latency=0) as srv, Transport(srv.url) as transport:
-            outcomes = [_through_cache(transport, cache, payload) for _ in range(2)]
-        observed = f"{' then '.join(outcomes)}; {len(srv.attempts)} request(s), {len(cache)} cached"
-        return observed, len(srv.attempts) == sent
+        with FakeLLMServer(script, latency=0) as srv, client_for(srv.url, cache="memory", max_attempts=1) as client:
+            outcomes = [outcome_of(lambda: client.chat(HELLO, **params)) for _ in range(2)]
+        observed = f"{' then '.join(outcomes)}; {len(srv.attempts)} request(s)"
+        return observed, len(srv.attempts) == requests
 
     return Check(scenario, expected, run)
 
 
 def breaker_opens_and_recovers(failures: int = 3, reset_s: float = 0.3) -> Check:
     def run() -> tuple[str, bool]:
-        breaker = CircuitBreaker("fake-mini", failures=failures, reset_s=reset_s)
-        with FakeLLMServer(["503"] * failures, latency=0) as srv, Transport(srv.url) as transport:
-
-            def attempt() -> str:
-                try:
-                    breaker.call(lambda: transport.chat(PAYLOAD, timeouts=BUDGET))
-                    return "ok"
-                except errors.LLMError as exc:
-                    return type(exc).__name__
-
-            outcomes = [attempt() for _ in range(failures + 4)]
+        with (
+            FakeLLMServer(["503"] * failures, latency=0) as srv,
+            client_for(srv.url, max_attempts=1, breaker_failures=failures, breaker_reset_s=reset_s) as client,
+        ):
+            outcomes = [outcome_of(lambda: client.chat(HELLO)) for _ in range(failures + 3)]
             sent_while_open = len(srv.attempts) - failures
-            time.sleep(reset_s)  # the breaker's own reset time, then one probe
-            recovered = attempt()
+            time.sleep(reset_s)  # the breaker's reset time; then one probe goes through
+            probe = outcome_of(lambda: client.chat(HELLO))
+            state = client.breakers["fake-mini"].state
         fast = outcomes.count("CircuitOpen")
-        observed = f"opened after {failures}, {fast} failed fast ({sent_while_open} sent), probe: {recovered}"
-        return observed, fast == 4 and sent_while_open == 0 and recovered == "ok" and breaker.state == "closed"
+        observed = f"{fast} failed fast, {sent_while_open} sent while open; probe {probe}, {state}"
+        return observed, fast == 3 and sent_while_open == 0 and probe == "ok" and state == "closed"
 
-    return Check("outage: 503s, then recovery", "opens, fails fast with no request, a probe closes it", run)
-
-
-def part04_checks() -> list[Check]:
-    deterministic = {**PAYLOAD, "temperature": 0}
-    return [
-        expect_cache("same request twice (temperature 0)", [], deterministic, "second from cache, 1 request", 1),
-        expect_cache("an error is not cached", ["503"], deterministic, "error, then from server", 2),
-        expect_cache("temperature 0.7, no seed", [], {**PAYLOAD, "temperature": 0.7}, "not cached, 2 requests", 2),
-        breaker_opens_and_recovers(),
-    ]
+    return Check(f"{failures} x 503: breaker", "opens, fails fast, sends nothing; a probe closes it", run)
 
 
 def all_checks() -> list[Check]:
-    return part01_checks() + part02_checks() + part03_checks() + part04_checks()
+    return [
+        one_call("hang (accept, never answer)", [], errors.LLMTimeout, default="hang"),
+        one_call("trickle (1 byte / 0.2 s)", ["trickle:0.2"], errors.DeadlineExceeded),
+        connection_refused(),
+        one_call("connection reset", ["reset"], errors.ConnectionFailed, requests=1, max_attempts=1),
+        one_call("500 then ok", ["500", "ok"], "ok", requests=2),
+        one_call("503 then ok", ["503", "ok"], "ok", requests=2),
+        retry_after_honoured(),
+        one_call("401 (bad key): not retried", ["401", "ok"], errors.AuthError, requests=1),
+        one_call("404 (bad model): not retried", ["404", "ok"], errors.NotFound, requests=1),
+        one_call("invalid JSON body", ["invalid_json"], errors.InvalidResponse, requests=1, max_attempts=1),
+        one_call("invalid JSON, then ok", ["invalid_json", "ok"], "ok", requests=2),
+        one_call("HTML error page", ["html"], errors.InvalidResponse, requests=1, max_attempts=1),
+        one_call("JSON without choices", ["empty"], errors.InvalidResponse, requests=1, max_attempts=1),
+        drop_with_idempotency(),
+        outage_with_budget(),
+        limited_burst(),
+        fallback_answers(),
+        stale_when_all_down(),
+        queue_then_drain(),
+        twice("same request twice (temperature 0)", [], "second from cache: 1 request", 1, temperature=0),
+        twice("an error is not cached", ["503"], "error, then asked again: 2 requests", 2, temperature=0),
+        twice("temperature 0.7 without seed", [], "not cached: 2 requests", 2, temperature=0.7),
+        breaker_opens_and_recovers(),
+    ]
 
 
 def run_checks(checks: Sequence[Check]) -> list[Row]:
@@ -331,14 +281,14 @@ def format_rows(rows: Sequence[Row]) -> str:
         (r.scenario, r.expected, r.observed, f"{r.seconds:.2f}s", "PASS" if r.passed else "FAIL") for r in rows
     ]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     print(
-        f"Forced-failure checklist against the embedded fake server "
+        "Forced-failure checklist: LLMClient against the embedded fake server "
         f"(budget: connect {BUDGET.connect:g}s, read {BUDGET.read:g}s, total {BUDGET.total:g}s)\n"
     )
     rows = run_checks(all_checks())
