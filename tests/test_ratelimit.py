@@ -78,6 +78,22 @@ def test_time_moving_on_refills_but_never_beyond_the_burst():
     assert starts == [100, 100, 100, 101, 102, 103]
 
 
+def test_one_limit_holding_a_call_back_does_not_bunch_the_next_calls():
+    clock = VirtualClock()
+    limiter = RateLimiter(rpm=60, tpm=90_000, clock=clock, sleep=no_sleep)  # 1 request, 1500 tokens a second
+    grants = [limiter.acquire(tokens).granted_at for tokens in (150, 5000, 150, 150, 150)]
+    # the 5000 tokens go at t=1 and take 3.33 s to pay back; then RPM spaces the rest a second apart
+    paid = 1 + 5000 / 1500
+    assert grants == pytest.approx([0, 1, paid, paid + 1, paid + 2])
+
+
+def test_after_a_pause_calls_are_spaced_not_bunched():
+    clock = VirtualClock()
+    limiter = RateLimiter(rpm=60, clock=clock, sleep=no_sleep)
+    limiter.pause(5)
+    assert [limiter.acquire().granted_at for _ in range(4)] == [5, 6, 7, 8]
+
+
 def test_a_wait_past_the_deadline_fails_at_once_and_reserves_nothing():
     clock = VirtualClock()
     limiter = RateLimiter(rpm=60, clock=clock, sleep=clock.sleep)

@@ -294,7 +294,8 @@ class FakeLLMServer:
                 bucket.take(amount)
             headers[f"x-ratelimit-limit-{kind}"] = str(round(bucket.rate * 60))
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, int(bucket.level)))
-            headers[f"x-ratelimit-reset-{kind}"] = f"{bucket.reset_s():.3f}s"
+            # rounded up: a client that waits exactly this long must find the budget back
+            headers[f"x-ratelimit-reset-{kind}"] = f"{math.ceil(bucket.reset_s() * 1000) / 1000:.3f}s"
         return (wait if wait > 0 else None), headers
 
     def _answer(self, body: Mapping[str, Any], key: str | None) -> bytes:

@@ -44,7 +44,8 @@ def estimate_tokens(messages: Any, max_tokens: int | None = None) -> int:
 class TokenBucket:
     """``rate`` units a second, holding at most ``capacity``. Not locked: owners lock.
 
-    ``take`` may drive the level below zero: that is a reservation, paid back by time.
+    ``take(amount, at=t)`` charges the bucket as of time ``t``, which may be in the
+    future: that is a reservation. The level may go below zero; time pays it back.
     """
 
     def __init__(self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -52,35 +53,38 @@ class TokenBucket:
             raise ValueError(f"need rate > 0 and capacity >= 0, got rate={rate}, capacity={capacity}")
         self.rate, self.capacity, self.clock = rate, capacity, clock
         self.level = capacity
-        self._stamp = clock()
+        self._stamp = clock()  # the time ``level`` is as of (the latest charge may be ahead of now)
 
     @classmethod
     def per_minute(cls, limit: float, burst_s: float, clock: Callable[[], float] = time.monotonic) -> TokenBucket:
         return cls(limit / 60.0, limit / 60.0 * burst_s, clock)
 
-    def _refill(self) -> None:
-        now = self.clock()
-        self.level = min(self.capacity, self.level + (now - self._stamp) * self.rate)
-        self._stamp = now
+    def level_at(self, t: float) -> float:
+        """The level at time ``t``: refilled (up to capacity) after the last charge,
+        or that charge's level less what time had not yet paid back before it."""
+        if t >= self._stamp:
+            return min(self.capacity, self.level + (t - self._stamp) * self.rate)
+        return self.level - (self._stamp - t) * self.rate
 
-    def wait_for(self, amount: float) -> float:
-        """Seconds until ``amount`` may go (a request larger than the bucket waits until
-        the bucket is full)."""
-        self._refill()
-        return max(0.0, (min(amount, self.capacity) - self.level) / self.rate)
+    def wait_for(self, amount: float, at: float | None = None) -> float:
+        """Seconds after ``at`` (default now) until ``amount`` may go; a request larger
+        than the bucket waits until the bucket is full."""
+        at = self.clock() if at is None else at
+        return max(0.0, (min(amount, self.capacity) - self.level_at(at)) / self.rate)
 
-    def take(self, amount: float) -> None:
-        self._refill()
-        self.level -= amount
+    def take(self, amount: float, at: float | None = None) -> None:
+        at = self.clock() if at is None else at
+        if at >= self._stamp:
+            self.level, self._stamp = self.level_at(at) - amount, at
+        else:  # behind the latest reservation: charge it on top of that one
+            self.level -= amount
 
     def give_back(self, amount: float) -> None:
-        self._refill()
         self.level = min(self.capacity, self.level + amount)
 
     def reset_s(self) -> float:
         """Seconds until the bucket is full again."""
-        self._refill()
-        return max(0.0, (self.capacity - self.level) / self.rate)
+        return max(0.0, (self.capacity - self.level_at(self.clock())) / self.rate)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -162,10 +166,12 @@ class RateLimiter:
             now = self.clock()
             wait = self._wait_needed(now, tokens)
             self._check_deadline(now, wait, deadline, "the rate limit")
+            # charged as of the grant: a limit's refill while another one holds the call back
+            # must not let the next call through early
             if self._requests:
-                self._requests.take(1)
+                self._requests.take(1, at=now + wait)
             if self._tokens:
-                self._tokens.take(tokens)
+                self._tokens.take(tokens, at=now + wait)
         granted_at = self._sleep_until(now + wait, tokens, deadline)
         has_slot = self._take_slot(tokens, deadline)
         return Permit(self, tokens, granted_at, has_slot)
