@@ -222,6 +222,10 @@ class LLMClient:
         return result
 
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
+        if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
+            raise errors.DeadlineExceeded(
+                "no time left for another attempt", request_id=call.request_id, model=payload["model"], attempt=attempt
+            )
         call.attempts += 1
         model = payload["model"]
         permit = (
