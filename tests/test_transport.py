@@ -191,3 +191,13 @@ def test_plain_requests_has_no_total_deadline_on_trickle():
     # The server waited 2 ms before each byte, so the whole body took at least this long:
     assert elapsed >= len(reply.content) * 0.002 > 0.3
     assert reply.json()["object"] == "chat.completion"  # ...and requests never complained
+
+
+def test_proxy_settings_from_the_environment_are_read_once_and_kept(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.invalid")
+    proxied = Transport("https://api.example.invalid/v1")
+    direct = Transport("https://internal.invalid/v1")
+    assert proxied.session.proxies.get("https") == "http://proxy.invalid:3128"
+    assert "https" not in direct.session.proxies
+    assert proxied.session.trust_env is False  # not read again on every request

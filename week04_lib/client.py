@@ -186,8 +186,8 @@ class LLMClient:
     def _from_model(self, call: _Call, model: str) -> ChatResult:
         call.model = model
         payload = self._payload(call, model)
-        key = cache_key(payload, self.config.base_url)
         use_cache = self.cache is not None and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
+        key = cache_key(payload, self.config.base_url) if use_cache else ""
         if use_cache and (hit := self.cache.get(key)) is not None:
             log.info(
                 "cache hit",

@@ -203,7 +203,15 @@ class Transport:
         self._api_key = api_key
         self.clock = clock
         self.idempotency_keys = idempotency_keys
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            # requests reads proxies and CA settings from the environment on every request
+            # (a third of a local call's time); read them once, with requests' own rules
+            found = session.merge_environment_settings(self.base_url, {}, None, None, None)
+            session.proxies.update(found["proxies"])
+            session.verify = found["verify"]
+            session.trust_env = False
+        self.session = session
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
