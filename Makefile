@@ -29,7 +29,7 @@ lab: $(STAMP)  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check . && $(BIN)/ruff format --check week04_lib tests
+	$(BIN)/ruff check . && $(BIN)/ruff format --check week04_lib tests bench data
 
 execute: $(STAMP)  ## run every notebook in place, refreshing the committed outputs
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace notebooks/*.ipynb

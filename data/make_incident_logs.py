@@ -83,8 +83,17 @@ def main() -> None:
     breaker_log.propagate = False
 
     def log(t: float, event: str, message: str, **fields: object) -> None:
-        record = logging.makeLogRecord({"name": "week04_lib.client", "levelno": 20, "levelname": "INFO",
-                                        "msg": message, "ts": t, "event": event, **fields})
+        record = logging.makeLogRecord(
+            {
+                "name": "week04_lib.client",
+                "levelno": 20,
+                "levelname": "INFO",
+                "msg": message,
+                "ts": t,
+                "event": event,
+                **fields,
+            }
+        )
         lines.append(formatter.format(record))
 
     seen: set[str] = set()
@@ -98,23 +107,46 @@ def main() -> None:
         call = Call(f"req_{next(order):05d}", t, prompt, random.Random(rng.random()))
         heapq.heappush(events, (t, next(order), "begin", call))
 
-    def final(call: Call, t: float, success: bool, error_type: str | None = None, tokens_out: int = 0,
-              cache_hit: bool = False) -> None:
-        cost = cost_usd(call.model, {"prompt_tokens": call.tokens_in, "completion_tokens": tokens_out}) if (
-            success and not cache_hit) else 0.0
-        log(t, "final", "call done" if success else "call failed", request_id=call.request_id,
-            model=call.model, attempt=call.attempts_total, latency_s=round(t - call.start, 4), success=success,
-            error_type=error_type, prompt_len=call.prompt_len, tokens_in=call.tokens_in if success else 0,
-            tokens_out=tokens_out, cost_usd=round(cost, 8), cache_hit=cache_hit,
-            breaker_state=breakers[call.model].state)
+    def final(
+        call: Call, t: float, success: bool, error_type: str | None = None, tokens_out: int = 0, cache_hit: bool = False
+    ) -> None:
+        cost = (
+            cost_usd(call.model, {"prompt_tokens": call.tokens_in, "completion_tokens": tokens_out})
+            if (success and not cache_hit)
+            else 0.0
+        )
+        log(
+            t,
+            "final",
+            "call done" if success else "call failed",
+            request_id=call.request_id,
+            model=call.model,
+            attempt=call.attempts_total,
+            latency_s=round(t - call.start, 4),
+            success=success,
+            error_type=error_type,
+            prompt_len=call.prompt_len,
+            tokens_in=call.tokens_in if success else 0,
+            tokens_out=tokens_out,
+            cost_usd=round(cost, 8),
+            cache_hit=cache_hit,
+            breaker_state=breakers[call.model].state,
+        )
 
     while events:
         now, _, kind, call = heapq.heappop(events)
         clock[0] = now
         if kind == "begin":
             if call.prompt in seen and rng.random() < 0.8:  # a repeated prompt, still in the cache
-                log(now, "cache_hit", "served from cache", request_id=call.request_id, model=call.model,
-                    cache_hit=True, prompt_len=call.prompt_len)
+                log(
+                    now,
+                    "cache_hit",
+                    "served from cache",
+                    request_id=call.request_id,
+                    model=call.model,
+                    cache_hit=True,
+                    prompt_len=call.prompt_len,
+                )
                 final(call, now + 0.002, True, tokens_out=60, cache_hit=True)
                 continue
             kind = "try"
@@ -136,10 +168,21 @@ def main() -> None:
             breaker = breakers[call.model]
             ok = error == "ok"
             tokens_out = call.rng.randint(30, 220) if ok else 0
-            log(now, "attempt", "attempt", request_id=call.request_id, model=call.model, attempt=call.attempt,
-                latency_s=round(now - began, 4), success=ok, status_code=status,
-                error_type=None if ok else error, prompt_len=call.prompt_len,
-                tokens_in=call.tokens_in if ok else None, tokens_out=tokens_out if ok else None)
+            log(
+                now,
+                "attempt",
+                "attempt",
+                request_id=call.request_id,
+                model=call.model,
+                attempt=call.attempt,
+                latency_s=round(now - began, 4),
+                success=ok,
+                status_code=status,
+                error_type=None if ok else error,
+                prompt_len=call.prompt_len,
+                tokens_in=call.tokens_in if ok else None,
+                tokens_out=tokens_out if ok else None,
+            )
             if ok:
                 breaker.record_success()
                 seen.add(call.prompt)
@@ -150,16 +193,31 @@ def main() -> None:
             sleep = max(sleep, retry_after or 0.0)
             if call.attempt < MAX_ATTEMPTS and now + sleep - call.start < DEADLINE:
                 call.previous_sleep = sleep
-                log(now, "retry", "retry", request_id=call.request_id, model=call.model, attempt=call.attempt,
-                    error_type=error, status_code=status, retry_sleep_s=round(sleep, 4))
+                log(
+                    now,
+                    "retry",
+                    "retry",
+                    request_id=call.request_id,
+                    model=call.model,
+                    attempt=call.attempt,
+                    error_type=error,
+                    status_code=status,
+                    retry_sleep_s=round(sleep, 4),
+                )
                 heapq.heappush(events, (now + sleep, next(order), "try", call))
                 continue
             call.last_error = error
             kind = "next_model"
         if kind == "next_model":
             if call.model_index + 1 < len(MODELS):
-                log(now, "fallback", "fallback", request_id=call.request_id, model=call.model,
-                    error_type=getattr(call, "last_error", "circuit_open"))
+                log(
+                    now,
+                    "fallback",
+                    "fallback",
+                    request_id=call.request_id,
+                    model=call.model,
+                    error_type=getattr(call, "last_error", "circuit_open"),
+                )
                 call.model_index += 1
                 call.attempt = 0
                 heapq.heappush(events, (now, next(order), "try", call))

@@ -16,9 +16,21 @@ BUDGET = Timeouts(connect=0.5, read=0.3, total=0.8)
 SLACK_S = 0.25
 THREADS, CALLS_PER_THREAD = 8, 70
 MIX = {
-    "ok": 0.40, "slow:0.1": 0.05, "hang": 0.03, "trickle:0.05": 0.03, "reset": 0.05, "drop": 0.05,
-    "429:retry-after-ms=20": 0.05, "429": 0.04, "500": 0.05, "503": 0.05, "529": 0.04,
-    "invalid_json": 0.05, "html": 0.04, "empty": 0.04, "503:retry-after=1": 0.03,
+    "ok": 0.40,
+    "slow:0.1": 0.05,
+    "hang": 0.03,
+    "trickle:0.05": 0.03,
+    "reset": 0.05,
+    "drop": 0.05,
+    "429:retry-after-ms=20": 0.05,
+    "429": 0.04,
+    "500": 0.05,
+    "503": 0.05,
+    "529": 0.04,
+    "invalid_json": 0.05,
+    "html": 0.04,
+    "empty": 0.04,
+    "503:retry-after=1": 0.03,
 }
 
 
@@ -30,9 +42,19 @@ def test_chaos(tmp_path, no_leaks):
     lock = threading.Lock()
     try:
         with FakeLLMServer(mix=MIX, seed=11, latency=(0.002, 0.02), api_key=KEY) as srv:
-            config = ClientConfig(base_url=srv.url, api_key=KEY, model="fake-mini", fallback_models=["fake-large"],
-                                  timeouts=BUDGET, max_attempts=3, backoff_base=0.01, backoff_cap=0.1,
-                                  cache="memory", breaker_failures=50, log_path=str(log_path))
+            config = ClientConfig(
+                base_url=srv.url,
+                api_key=KEY,
+                model="fake-mini",
+                fallback_models=["fake-large"],
+                timeouts=BUDGET,
+                max_attempts=3,
+                backoff_base=0.01,
+                backoff_cap=0.1,
+                cache="memory",
+                breaker_failures=50,
+                log_path=str(log_path),
+            )
             with LLMClient(config) as client:
 
                 def worker(n: int) -> None:
@@ -42,11 +64,12 @@ def test_chaos(tmp_path, no_leaks):
                         rid = f"req_chaos_{n}_{i}"
                         start = time.monotonic()
                         try:
-                            outcome: object = client.chat([{"role": "user", "content": prompt}], temperature=0,
-                                                          request_id=rid)
+                            outcome: object = client.chat(
+                                [{"role": "user", "content": prompt}], temperature=0, request_id=rid
+                            )
                         except errors.LLMError as exc:
                             outcome = exc
-                        except BaseException as exc:  # anything else escaping is a bug  # noqa: BLE001
+                        except BaseException as exc:  # anything else escaping is a bug
                             outcome = ("escaped", exc)
                         elapsed = time.monotonic() - start
                         with lock:
@@ -62,6 +85,7 @@ def test_chaos(tmp_path, no_leaks):
         attempts = srv.attempts
     finally:
         import logging
+
         logging.getLogger("week04_lib").removeHandler(handler)
         handler.close()
 
