@@ -71,7 +71,7 @@ def outcome(model: str, t: float, rng: random.Random) -> tuple[str, float, int |
     return "ok", min(LATENCY[model].sample(rng), READ_TIMEOUT), 200, None
 
 
-def main() -> None:
+def main(out: Path = OUT) -> None:
     rng = random.Random(SEED)
     formatter = JsonFormatter()
     lines: list[str] = []
@@ -224,8 +224,9 @@ def main() -> None:
             else:
                 final(call, now, False, error_type="all_models_failed")
     breaker_log.removeHandler(handler)
-    OUT.write_text("\n".join(lines) + "\n")
-    print(f"wrote {len(lines)} records to {OUT}")
+    breaker_log.propagate, breaker_log.level = True, logging.NOTSET
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {len(lines)} records to {out}")
 
 
 class _Collect(logging.Handler):
