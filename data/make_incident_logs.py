@@ -7,7 +7,8 @@ package's own pieces: the circuit breakers (with the virtual clock), the backoff
 schedules, the fake server's latency model, the pricing table and the JSON-lines
 formatter. Each logical call checks the cache, then tries gpt-4o-mini and falls back to
 gpt-4o, retrying transient errors with full-jitter backoff and honouring Retry-After,
-within a 35 s deadline. Two incidents are hidden in it, for notebook 04 to find:
+within a 35 s deadline; each model's breaker hears one outcome per call, after the
+retries (a 429 is not a failure to it). Two incidents are hidden in it, for notebook 04:
 
 - a provider outage: gpt-4o-mini answers 503 (and some timeouts) for about 11 minutes;
 - a rate-limit storm: a batch job quadruples the traffic and the provider answers 429s.
@@ -25,7 +26,7 @@ from pathlib import Path
 from week04_lib.backoff import delay
 from week04_lib.circuit import CircuitBreakers
 from week04_lib.cost import cost_usd
-from week04_lib.errors import CircuitOpen, ServerError
+from week04_lib.errors import CircuitOpen, RateLimited, ServerError
 from week04_lib.fakeserver import LatencyModel
 from week04_lib.logs import JsonFormatter
 
@@ -153,7 +154,8 @@ def main(out: Path = OUT) -> None:
         if kind == "try":
             breaker = breakers[call.model]
             try:
-                breaker.allow()
+                if call.attempt == 0:  # the breaker is asked once per model, before its retries
+                    breaker.allow()
             except CircuitOpen:
                 kind = "next_model"
             else:
@@ -188,7 +190,6 @@ def main(out: Path = OUT) -> None:
                 seen.add(call.prompt)
                 final(call, now, True, tokens_out=tokens_out)
                 continue
-            breaker.record_failure(ServerError(error))  # every simulated failure is transient
             sleep = delay("full", call.attempt, previous=call.previous_sleep, base=0.5, cap=8.0, rng=call.rng)
             sleep = max(sleep, retry_after or 0.0)
             if call.attempt < MAX_ATTEMPTS and now + sleep - call.start < DEADLINE:
@@ -206,6 +207,8 @@ def main(out: Path = OUT) -> None:
                 )
                 heapq.heappush(events, (now + sleep, next(order), "try", call))
                 continue
+            # as LLMClient does: one breaker outcome per call and model, after its retries
+            breaker.record_failure(RateLimited(error) if status == 429 else ServerError(error))
             call.last_error = error
             kind = "next_model"
         if kind == "next_model":

@@ -146,3 +146,30 @@ def test_bad_settings():
         CircuitBreaker(failures=0)
     with pytest.raises(ValueError):
         CircuitBreaker(failure_rate=1.5)
+
+
+def test_a_listener_may_read_the_state_without_deadlock():
+    seen = []
+    b = CircuitBreaker("m", failures=1, on_change=lambda name, old, new: seen.append(b.state))
+    b.record_failure(DOWN)
+    assert seen == [OPEN]
+
+
+def test_a_straggler_cannot_close_an_open_breaker():
+    clock = VirtualClock()
+    b, changes = breaker(clock)
+    for _ in range(3):
+        b.record_failure(DOWN)
+    b.record_success()  # a call sent before it opened, answering late
+    b.record_failure(DOWN)  # nor does a late failure restart the open period
+    assert b.state == OPEN and changes == [("m", CLOSED, OPEN)]
+    clock.now = 30
+    assert b.state == HALF_OPEN
+
+
+@pytest.mark.parametrize("error", [errors.RateLimited("429", status_code=429), errors.ClientRateLimited("ours")])
+def test_rate_limits_are_not_failures(error):
+    b, _ = breaker(VirtualClock())
+    for _ in range(10):
+        b.record_failure(error)
+    assert b.state == CLOSED

@@ -107,3 +107,10 @@ def test_summary_numbers(log_file):
     assert (s["tokens_in"], s["tokens_out"], s["cost_usd"], s["cache_hit_rate"]) == (1000, 200, 0.1, 0.25)
     assert s["attempts_per_call"] == 1.0
     assert "100 calls" in format_summary(s) and "server_error 10" in format_summary(s)
+
+
+def test_a_secret_that_json_escapes_is_scrubbed_too():
+    secret = 'sk-"odd\\key-é'
+    record = logging.LogRecord("week04_lib", logging.INFO, __file__, 1, "key is %s", (secret,), None)
+    line = JsonFormatter([secret]).format(record)
+    assert "odd" not in line and json.loads(line)["message"] == "key is ***"

@@ -8,7 +8,8 @@ Taught in notebook 04, section 4.6. Three states, as in the course:
 - **half-open**: exactly one probe goes through (others still fail fast); its success
   closes the breaker, its failure opens it again.
 
-Only transient errors count: a 400 or a 401 means the service is up and answering.
+Only transient failures count: a 400 or a 401 means the service is up and answering,
+and a 429 means it is limiting this client, not failing.
 Thread-safe; ``clock`` is injectable; ``on_change(name, old, new)`` hears every change.
 """
 
@@ -62,60 +63,87 @@ class CircuitBreaker:
     @property
     def state(self) -> str:
         with self._lock:
-            self._maybe_half_open()
-            return self._state
+            change = self._maybe_half_open()
+            state = self._state
+        self._announce(change)
+        return state
 
-    def _set(self, new: str) -> None:
-        old, self._state = self._state, new
+    def _move(self, new: str) -> tuple[str, str] | None:
+        """Change state (the caller holds the lock); the change, to announce after."""
+        old = self._state
+        if old == new:
+            return None
+        self._state = new
         if new == OPEN:
             self._opened_at = self.clock()
-        if old != new:
-            log.info(
-                "breaker %s: %s -> %s",
-                self.name,
-                old,
-                new,
-                extra={"event": "breaker", "model": self.name, "breaker_state": new},
-            )
-            if self.on_change is not None:
-                self.on_change(self.name, old, new)
+        return old, new
 
-    def _maybe_half_open(self) -> None:
+    def _announce(self, change: tuple[str, str] | None) -> None:
+        """Log and tell the listener, outside the lock (a listener may read ``state``)."""
+        if change is None:
+            return
+        old, new = change
+        log.info(
+            "breaker %s: %s -> %s",
+            self.name,
+            old,
+            new,
+            extra={"event": "breaker", "model": self.name, "breaker_state": new},
+        )
+        if self.on_change is not None:
+            self.on_change(self.name, old, new)
+
+    def _maybe_half_open(self) -> tuple[str, str] | None:
         if self._state == OPEN and self.clock() - self._opened_at >= self.reset_s:
-            self._set(HALF_OPEN)
+            return self._move(HALF_OPEN)
+        return None
 
     def allow(self) -> None:
         """Let a call through, or raise ``CircuitOpen`` (no request must be sent then)."""
         with self._lock:
-            self._maybe_half_open()
-            if self._state == CLOSED:
-                return
-            if self._state == HALF_OPEN and not self._probing:
+            change = self._maybe_half_open()
+            state = self._state
+            go = state == CLOSED or (state == HALF_OPEN and not self._probing)
+            if state == HALF_OPEN and go:
                 self._probing = True  # this caller is the one probe
-                return
-            wait = max(0.0, self.reset_s - (self.clock() - self._opened_at)) if self._state == OPEN else None
+            wait = max(0.0, self.reset_s - (self.clock() - self._opened_at)) if state == OPEN else None
+        self._announce(change)
+        if go:
+            return
         detail = f"retry in {wait:.1f}s" if wait is not None else "a probe call is in flight"
-        raise errors.CircuitOpen(f"circuit for {self.name} is {self._state}: failing fast, {detail}", model=self.name)
+        raise errors.CircuitOpen(f"circuit for {self.name} is {state}: failing fast, {detail}", model=self.name)
 
     def record_success(self) -> None:
+        change = None
         with self._lock:
             self._probing = False
+            if self._state == OPEN:
+                return  # a call sent before the breaker opened: only a probe may close it
             self._consecutive = 0
             self._outcomes.append(False)
-            if self._state != CLOSED:
+            if self._state == HALF_OPEN:
                 self._outcomes.clear()
-                self._set(CLOSED)
+                change = self._move(CLOSED)
+        self._announce(change)
 
     def record_failure(self, error: BaseException) -> None:
-        """Count a failure. A permanent error is the service answering: counted as success."""
+        """Count a transient failure. A permanent error is the service answering (a
+        success here); a 429 is the service limiting *us*, not failing: it counts as
+        neither (and our own limiter's refusal even less)."""
         if isinstance(error, errors.PermanentError):
             return self.record_success()
+        if isinstance(error, errors.RateLimited):
+            return self.abandon()
+        change = None
         with self._lock:
             self._probing = False
+            if self._state == OPEN:
+                return  # a straggler from before the breaker opened: already counted
             self._consecutive += 1
             self._outcomes.append(True)
             if self._state == HALF_OPEN or self._tripped():
-                self._set(OPEN)
+                change = self._move(OPEN)
+        self._announce(change)
 
     def _tripped(self) -> bool:
         if self._state != CLOSED:
@@ -126,8 +154,8 @@ class CircuitBreaker:
         return window_full and sum(self._outcomes) / len(self._outcomes) >= self.failure_rate
 
     def abandon(self) -> None:
-        """The call ended without news of the service (our own limiter, a crash): count
-        nothing, but let another probe go."""
+        """The call ended without news of the service (a 429, our own limiter, a crash):
+        count nothing, but let another probe go."""
         with self._lock:
             self._probing = False
 

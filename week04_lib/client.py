@@ -209,9 +209,6 @@ class LLMClient:
                 request_id=call.request_id,
                 model=model,
             )
-        except errors.ClientRateLimited:
-            breaker.abandon()  # our own limiter said no: nothing learned about the service
-            raise
         except errors.LLMError as exc:
             breaker.record_failure(exc)
             raise

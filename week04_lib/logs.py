@@ -61,8 +61,8 @@ class JsonFormatter(logging.Formatter):
         entry["event"] = entry["event"] or "log"
         entry.update(level=record.levelname, logger=record.name, message=record.getMessage())
         line = json.dumps(entry, default=str)
-        for secret in self.secrets:
-            line = line.replace(secret, "***")
+        for secret in self.secrets:  # as written, and as JSON would escape it
+            line = line.replace(secret, "***").replace(json.dumps(secret)[1:-1], "***")
         return line
 
 
