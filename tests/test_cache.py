@@ -196,7 +196,7 @@ WRITER = textwrap.dedent("""
     from week04_lib.cache import SQLiteCache
     cache = SQLiteCache(sys.argv[1])
     me = sys.argv[2]
-    for i in range(150):
+    for i in range(80):
         cache.put(f"{me}-{i}", {"choices": [{"message": {"content": me}, "finish_reason": "stop"}]})
         cache.get(f"shared-{i % 10}")
         cache.put(f"shared-{i % 10}", {"writer": me})
@@ -209,8 +209,8 @@ def test_four_processes_write_at_once(tmp_path):
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"p{n}"]) for n in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     cache = SQLiteCache(path)
-    assert len(cache) == 4 * 150 + 10
-    assert cache.get("p3-149")["choices"][0]["message"]["content"] == "p3"
+    assert len(cache) == 4 * 80 + 10
+    assert cache.get("p3-79")["choices"][0]["message"]["content"] == "p3"
     assert cache.get("shared-0")["writer"] in {"p0", "p1", "p2", "p3"}
 
 
