@@ -223,7 +223,6 @@ class LLMClient:
             raise errors.DeadlineExceeded(
                 "no time left for another attempt", request_id=call.request_id, model=payload["model"], attempt=attempt
             )
-        call.attempts += 1
         model = payload["model"]
         permit = (
             self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), call.deadline)
@@ -231,6 +230,7 @@ class LLMClient:
             else contextlib.nullcontext()
         )
         with permit:
+            call.attempts += 1  # counted once a request is really about to go
             started = self.clock()
             try:
                 done = self.transport.chat(
