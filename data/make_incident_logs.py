@@ -48,6 +48,7 @@ class Call:
         self.prompt_len = len(prompt)
         self.tokens_in = 20 + len(prompt) // 4
         self.model_index, self.attempt, self.previous_sleep = 0, 0, 0.1
+        self.ticket: int | None = None  # the breaker's ticket for this model
         self.attempts_total = 0
         self.rng = rng
 
@@ -155,7 +156,7 @@ def main(out: Path = OUT) -> None:
             breaker = breakers[call.model]
             try:
                 if call.attempt == 0:  # the breaker is asked once per model, before its retries
-                    breaker.allow()
+                    call.ticket = breaker.allow()
             except CircuitOpen:
                 kind = "next_model"
             else:
@@ -186,7 +187,7 @@ def main(out: Path = OUT) -> None:
                 tokens_out=tokens_out if ok else None,
             )
             if ok:
-                breaker.record_success()
+                breaker.record_success(call.ticket)
                 seen.add(call.prompt)
                 final(call, now, True, tokens_out=tokens_out)
                 continue
@@ -208,7 +209,7 @@ def main(out: Path = OUT) -> None:
                 heapq.heappush(events, (now + sleep, next(order), "try", call))
                 continue
             # as LLMClient does: one breaker outcome per call and model, after its retries
-            breaker.record_failure(RateLimited(error) if status == 429 else ServerError(error))
+            breaker.record_failure(RateLimited(error) if status == 429 else ServerError(error), call.ticket)
             call.last_error = error
             kind = "next_model"
         if kind == "next_model":

@@ -173,3 +173,18 @@ def test_rate_limits_are_not_failures(error):
     for _ in range(10):
         b.record_failure(error)
     assert b.state == CLOSED
+
+
+def test_a_straggler_cannot_decide_a_half_open_breaker():
+    clock = VirtualClock()
+    b, changes = breaker(clock)
+    early = b.allow()  # let through while closed, answers very late
+    for _ in range(3):
+        b.record_failure(DOWN)
+    clock.now = 30
+    probe = b.allow()  # half-open: the one probe
+    b.record_failure(DOWN, early)  # the straggler's failure decides nothing
+    b.record_success(early)  # nor does its success
+    assert b.state == HALF_OPEN
+    b.record_success(probe)
+    assert b.state == CLOSED and changes[-1] == ("m", HALF_OPEN, CLOSED)

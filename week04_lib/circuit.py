@@ -55,6 +55,7 @@ class CircuitBreaker:
         self._state = CLOSED
         self._opened_at = 0.0
         self._probing = False
+        self._generation = 0  # bumped at every state change: tells stragglers from current calls
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -74,6 +75,7 @@ class CircuitBreaker:
         if old == new:
             return None
         self._state = new
+        self._generation += 1
         if new == OPEN:
             self._opened_at = self.clock()
         return old, new
@@ -98,27 +100,35 @@ class CircuitBreaker:
             return self._move(HALF_OPEN)
         return None
 
-    def allow(self) -> None:
-        """Let a call through, or raise ``CircuitOpen`` (no request must be sent then)."""
+    def allow(self) -> int:
+        """Let a call through, or raise ``CircuitOpen`` (no request must be sent then).
+
+        Returns a ticket: pass it to ``record_success``/``record_failure`` so that a call
+        let through before the last state change (a straggler) cannot decide the new state.
+        """
         with self._lock:
             change = self._maybe_half_open()
-            state = self._state
+            state, ticket = self._state, self._generation
             go = state == CLOSED or (state == HALF_OPEN and not self._probing)
             if state == HALF_OPEN and go:
                 self._probing = True  # this caller is the one probe
             wait = max(0.0, self.reset_s - (self.clock() - self._opened_at)) if state == OPEN else None
         self._announce(change)
         if go:
-            return
+            return ticket
         detail = f"retry in {wait:.1f}s" if wait is not None else "a probe call is in flight"
         raise errors.CircuitOpen(f"circuit for {self.name} is {state}: failing fast, {detail}", model=self.name)
 
-    def record_success(self) -> None:
+    def _stale(self, ticket: int | None) -> bool:
+        """A straggler: let through before the last change (or any call while open)."""
+        return self._state == OPEN or (ticket is not None and ticket != self._generation)
+
+    def record_success(self, ticket: int | None = None) -> None:
         change = None
         with self._lock:
+            if self._stale(ticket):
+                return  # sent before the breaker changed: only the probe may close it
             self._probing = False
-            if self._state == OPEN:
-                return  # a call sent before the breaker opened: only a probe may close it
             self._consecutive = 0
             self._outcomes.append(False)
             if self._state == HALF_OPEN:
@@ -126,19 +136,19 @@ class CircuitBreaker:
                 change = self._move(CLOSED)
         self._announce(change)
 
-    def record_failure(self, error: BaseException) -> None:
+    def record_failure(self, error: BaseException, ticket: int | None = None) -> None:
         """Count a transient failure. A permanent error is the service answering (a
         success here); a 429 is the service limiting *us*, not failing: it counts as
         neither (and our own limiter's refusal even less)."""
         if isinstance(error, errors.PermanentError):
-            return self.record_success()
+            return self.record_success(ticket)
         if isinstance(error, errors.RateLimited):
-            return self.abandon()
+            return self.abandon(ticket)
         change = None
         with self._lock:
+            if self._stale(ticket):
+                return  # a straggler from before the last change: already counted
             self._probing = False
-            if self._state == OPEN:
-                return  # a straggler from before the breaker opened: already counted
             self._consecutive += 1
             self._outcomes.append(True)
             if self._state == HALF_OPEN or self._tripped():
@@ -153,24 +163,25 @@ class CircuitBreaker:
         window_full = len(self._outcomes) == self._outcomes.maxlen
         return window_full and sum(self._outcomes) / len(self._outcomes) >= self.failure_rate
 
-    def abandon(self) -> None:
+    def abandon(self, ticket: int | None = None) -> None:
         """The call ended without news of the service (a 429, our own limiter, a crash):
-        count nothing, but let another probe go."""
+        count nothing, but let another probe go (if this call was the probe)."""
         with self._lock:
-            self._probing = False
+            if not self._stale(ticket):
+                self._probing = False
 
     def call(self, fn: Callable[[], T]) -> T:
         """``allow``, then ``fn()``, then record how it went."""
-        self.allow()
+        ticket = self.allow()
         try:
             result = fn()
         except errors.LLMError as exc:
-            self.record_failure(exc)
+            self.record_failure(exc, ticket)
             raise
         except BaseException:
-            self.abandon()
+            self.abandon(ticket)
             raise
-        self.record_success()
+        self.record_success(ticket)
         return result
 
 

@@ -201,7 +201,7 @@ class LLMClient:
             )
             return self._result(call, completion_from_json(hit["completion"]), cached=True)
         breaker = self.breakers[model]
-        breaker.allow()
+        ticket = breaker.allow()
         try:
             done = self.retry.call(
                 lambda n: self._attempt(call, payload, n),
@@ -210,9 +210,9 @@ class LLMClient:
                 model=model,
             )
         except errors.LLMError as exc:
-            breaker.record_failure(exc)
+            breaker.record_failure(exc, ticket)
             raise
-        breaker.record_success()
+        breaker.record_success(ticket)
         result = self._result(call, done)
         if use_cache and storable(done.raw):
             self.cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
