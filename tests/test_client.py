@@ -281,3 +281,20 @@ def test_log_lines_are_json_with_the_contract_fields(log_file):
     frame = read_logs(log_file)
     last = frame.iloc[-1]
     assert bool(last["cache_hit"]) and last["cost_usd"] == 0 and last["attempt"] == 0
+
+
+def test_closing_the_client_closes_its_log_file(tmp_path):
+    import logging
+
+    root = logging.getLogger("week04_lib")
+    before = list(root.handlers)
+    path = tmp_path / "own.jsonl"
+    with FakeLLMServer(latency=0) as srv:
+        first = client_for(srv, log_path=str(path))
+        second = client_for(srv, log_path=str(path))  # shares the file
+        first.close()
+        second.chat(HELLO)  # still logged
+        second.close()
+        client_for(srv).chat(HELLO)  # a later client without log_path writes nothing there
+    assert root.handlers == before
+    assert [json.loads(line)["event"] for line in path.read_text().splitlines()] == ["attempt", "final"]

@@ -92,8 +92,9 @@ def _chat(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if args.base_url is None and not any(os.environ.get(name) for name in CONFIGURED_BY):
             server = stack.enter_context(FakeLLMServer(latency=(0.2, 1.0)))
-            os.environ["WEEK04_BASE_URL"] = server.url
-            os.environ.setdefault("WEEK04_MODEL", "fake-mini")
+            args.base_url = server.url
+            if args.model is None and not os.environ.get("WEEK04_MODEL"):
+                args.model = "fake-mini"
             print(
                 f"(no WEEK04_BASE_URL or API key set: using an embedded fake server at {server.url})", file=sys.stderr
             )

@@ -30,7 +30,7 @@ from .circuit import CircuitBreakers
 from .config import ClientConfig
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
-from .logs import log_to
+from .logs import log_to, stop_logging
 from .ratelimit import RateLimiter, estimate_tokens
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
 from .transport import Completion, Transport, Usage, completion_from_json
@@ -129,14 +129,19 @@ class LLMClient:
         self.cache = open_cache(config.cache, config.cache_ttl_s)
         self.breakers = CircuitBreakers(failures=config.breaker_failures, reset_s=config.breaker_reset_s, clock=clock)
         self.queue = DurableQueue(config.queue_path) if config.queue_path else None
+        self._log_handler: logging.Handler | None = None
         if config.log_path:
-            log_to(config.log_path, secrets=[config.api_key] if config.api_key else [])
+            self._log_handler = log_to(config.log_path, secrets=[config.api_key] if config.api_key else [])
 
     def __repr__(self) -> str:
         return f"LLMClient({self.config!r})"
 
     def close(self) -> None:
+        """Close the connections, and the log file if no other client writes to it."""
         self.transport.close()
+        handler, self._log_handler = self._log_handler, None
+        if handler is not None:
+            stop_logging(handler)
 
     def __enter__(self) -> LLMClient:
         return self

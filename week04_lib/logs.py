@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIELDS", "JsonFormatter", "format_summary", "log_to", "read_logs", "summarize"]
+__all__ = ["FIELDS", "JsonFormatter", "format_summary", "log_to", "read_logs", "stop_logging", "summarize"]
 
 FIELDS = (
     "ts",
@@ -66,9 +66,12 @@ class JsonFormatter(logging.Formatter):
         return line
 
 
+_users: dict[logging.Handler, int] = {}  # handler -> how many log_to calls hold it
+
+
 def log_to(path: str | Path, *, level: int = logging.INFO, secrets: Iterable[str] = ()) -> logging.Handler:
     """Append the package's records to ``path`` as JSON lines (once per path; later calls
-    add their secrets to the same handler)."""
+    add their secrets to the same handler). Give the handler back with ``stop_logging``."""
     logger = logging.getLogger(ROOT)
     target = str(Path(path).resolve())
     with _lock:
@@ -76,13 +79,27 @@ def log_to(path: str | Path, *, level: int = logging.INFO, secrets: Iterable[str
             if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
                 if isinstance(handler.formatter, JsonFormatter):
                     handler.formatter.secrets.update(s for s in secrets if s)
+                _users[handler] = _users.get(handler, 0) + 1
                 return handler
         handler = logging.FileHandler(target, encoding="utf-8")
         handler.setFormatter(JsonFormatter(secrets))
         logger.addHandler(handler)
+        _users[handler] = 1
         if logger.level == logging.NOTSET or logger.level > level:
             logger.setLevel(level)
         return handler
+
+
+def stop_logging(handler: logging.Handler) -> None:
+    """Undo one ``log_to``: the file is closed when its last user stops."""
+    with _lock:
+        left = _users.get(handler, 1) - 1
+        if left > 0:
+            _users[handler] = left
+            return
+        _users.pop(handler, None)
+        logging.getLogger(ROOT).removeHandler(handler)
+    handler.close()
 
 
 def read_logs(path: str | Path) -> Any:

@@ -121,7 +121,7 @@ _ADVICE = {
 def error_for_status(status: int, headers: Mapping[str, str], body: str, **context: Any) -> errors.LLMError:
     """Map a non-2xx HTTP reply to the taxonomy (408, 409, 429 and 5xx are transient)."""
     said = _provider_message(body)
-    detail = f": {said}" if said else ""
+    detail = f": {said.rstrip('.')}" if said else ""
     if status in (401, 403):
         cls: type = errors.AuthError
     elif status == 404:
