@@ -73,6 +73,23 @@ STYLE: dict[str, Any] = {
 }
 
 
+def _marked_line(ax: Axes, x: float, label: str, *, top: float, linestyle: str = "-") -> None:
+    """A vertical limit line with its label written along it."""
+    ax.axvline(x, color=COLORS["bad"], linestyle=linestyle, linewidth=1.2)
+    ax.annotate(
+        label,
+        (x, top),
+        xycoords=("data", "axes fraction"),
+        xytext=(-2, 0),
+        textcoords="offset points",
+        rotation=90,
+        ha="right",
+        va="top",
+        fontsize=8,
+        color=COLORS["bad"],
+    )
+
+
 def use_style() -> None:
     """Apply the course's plot style (small figures, readable fonts, a light grid).
 
@@ -122,19 +139,7 @@ def latency_histogram(
     for name, seconds in sorted(cutoffs.items(), key=lambda item: item[1]):
         cut = float(np.mean(values > seconds))
         share = "none" if cut == 0 else f"{cut:.1%}" if cut >= 0.001 else f"{cut:.2%}"
-        ax.axvline(seconds, color=COLORS["bad"], linewidth=1.2)
-        ax.annotate(
-            f"{name} {seconds:g}s: cuts {share}",
-            (seconds, 0.97),
-            xycoords=("data", "axes fraction"),
-            xytext=(-2, 0),
-            textcoords="offset points",
-            rotation=90,
-            ha="right",
-            va="top",
-            fontsize=8,
-            color=COLORS["bad"],
-        )
+        _marked_line(ax, seconds, f"{name} {seconds:g}s: cuts {share}", top=0.97)
     ax.set_title(f"{values.size:,} calls: where each read timeout cuts")
     return ax
 
@@ -851,19 +856,7 @@ def latency_cdf(
     if not np.isfinite(low):
         raise ValueError("latency_cdf needs at least one sample")
     if deadline_s is not None:
-        ax.axvline(deadline_s, color=COLORS["bad"], linestyle="--", linewidth=1.2)
-        ax.annotate(
-            f"total deadline {_seconds_label(deadline_s)}",
-            (deadline_s, 0.98),
-            xycoords=("data", "axes fraction"),
-            xytext=(-3, 0),
-            textcoords="offset points",
-            rotation=90,
-            ha="right",
-            va="top",
-            fontsize=8,
-            color=COLORS["bad"],
-        )
+        _marked_line(ax, deadline_s, f"total deadline {_seconds_label(deadline_s)}", top=0.98, linestyle="--")
         high = max(high, deadline_s)
     ax.set_xscale("log")
     ax.set_xlim(low / 1.5, high * 1.5)
