@@ -107,9 +107,10 @@ def overhead_section(n: int = 300) -> list[str]:
         f"| bare `requests.post` (new connection each call) | {ms['post']:.2f} | {median(rows['post']) / base:.2f} |",
         f"| `LLMClient.chat`, cache hit | {ms['hit']:.3f} | {median(rows['hit']) / base:.3f} |",
         "",
-        "Everything `LLMClient` adds (validation, request id, retry policy, breaker, cost, logging",
-        "calls) costs less than what it saves: it reads proxy and CA settings from the environment",
-        "once, where a bare `requests.Session` reads them again on every request.",
+        "`LLMClient` adds validation, a request id, the retry policy, the breaker, cost and logging;",
+        "it also reads proxy and CA settings from the environment once, where a bare",
+        "`requests.Session` reads them again on every request, which pays for part of the rest.",
+        "Runs on this machine have given ratios from 0.98 to 1.09.",
     ]
 
 

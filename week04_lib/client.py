@@ -313,6 +313,8 @@ class LLMClient:
         done: Completion | None = None,
         error: errors.LLMError | None = None,
     ) -> None:
+        if not log.isEnabledFor(logging.INFO):  # nobody listens: skip building the record
+            return
         log.info(
             "attempt %s %s",
             attempt,
@@ -334,6 +336,8 @@ class LLMClient:
         )
 
     def _log_final(self, call: _Call, *, result: ChatResult | None = None, error: BaseException | None = None) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
         ok = result is not None
         log.info(
             "call %s",
