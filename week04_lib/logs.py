@@ -119,7 +119,8 @@ def read_logs(path: str | Path) -> Any:
 
 def summarize(frame: Any) -> dict[str, Any]:
     """Calls, latency percentiles, error rate by type and by model, tokens and cost, from
-    the ``final`` records (one per logical call)."""
+    the ``final`` records (one per logical call). A call's model is the one that answered,
+    or the last one tried: with fallbacks, the ``attempt`` records tell each model's share."""
     finals = frame[frame["event"] == "final"]
     calls = len(finals)
     if calls == 0:
