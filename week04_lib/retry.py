@@ -20,7 +20,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import tenacity
 from tenacity.stop import stop_base
@@ -144,11 +144,12 @@ class stop_when_budget_spent(stop_base):
 
     def __init__(self, budget: RetryBudget | None) -> None:
         self.budget = budget
+        self.refused = False  # did this stop end the call? (one instance per call)
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
         if self.budget is None or self.budget.try_spend():
             return False
-        retry_state.budget_spent = True  # read by RetryPolicy._give_up
+        self.refused = True
         return True
 
 
@@ -183,39 +184,42 @@ class RetryPolicy:
         """Run ``fn(attempt_number)`` until it succeeds, a permanent error, or a stop."""
         if self.budget is not None:
             self.budget.record_call()
+        budget_stop = stop_when_budget_spent(self.budget)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(errors.TransientError),
-            stop=(
-                tenacity.stop_after_attempt(self.max_attempts)
-                | stop_at_deadline(deadline, self.clock)
-                | stop_when_budget_spent(self.budget)
-            ),
+            stop=tenacity.stop_after_attempt(self.max_attempts) | stop_at_deadline(deadline, self.clock) | budget_stop,
             wait=self.wait,
             sleep=self.sleep,
             before_sleep=lambda state: _log_retry(state, request_id, model),
-            retry_error_callback=self._give_up,
+            retry_error_callback=lambda state: _give_up(state, budget_stop.refused),
         )
         for attempt in retrying:
             with attempt:
                 result = fn(attempt.retry_state.attempt_number)
         return result
 
-    @staticmethod
-    def _give_up(retry_state: tenacity.RetryCallState) -> Any:
-        error = retry_state.outcome.exception()
-        if getattr(retry_state, "budget_spent", False):
-            raise errors.RetryBudgetExhausted(
-                f"not retried, the retry budget is spent (the failure: {error.message})",
-                request_id=error.request_id,
-                model=error.model,
-                attempt=error.attempt,
-                status_code=error.status_code,
-            ) from error
-        raise error
+
+def _last_error(retry_state: tenacity.RetryCallState) -> errors.LLMError:
+    """The transient error of the last attempt (only those are retried)."""
+    assert retry_state.outcome is not None
+    return cast(errors.LLMError, retry_state.outcome.exception())
+
+
+def _give_up(retry_state: tenacity.RetryCallState, budget_refused: bool) -> Any:
+    error = _last_error(retry_state)
+    if budget_refused:
+        raise errors.RetryBudgetExhausted(
+            f"not retried, the retry budget is spent (the failure: {error.message})",
+            request_id=error.request_id,
+            model=error.model,
+            attempt=error.attempt,
+            status_code=error.status_code,
+        ) from error
+    raise error
 
 
 def _log_retry(state: tenacity.RetryCallState, request_id: str | None, model: str | None) -> None:
-    error = state.outcome.exception()
+    error = _last_error(state)
     log.info(
         "retry %s after %s, sleeping %.3fs",
         request_id,
