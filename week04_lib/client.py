@@ -31,7 +31,7 @@ from .config import ClientConfig
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
 from .logs import log_to, stop_logging
-from .ratelimit import RateLimiter, estimate_tokens
+from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
 from .transport import Completion, Transport, Usage, completion_from_json
 
@@ -191,9 +191,9 @@ class LLMClient:
     def _from_model(self, call: _Call, model: str) -> ChatResult:
         call.model = model
         payload = self._payload(call, model)
-        use_cache = self.cache is not None and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
-        key = cache_key(payload, self.config.base_url) if use_cache else ""
-        if use_cache and (hit := self.cache.get(key)) is not None:
+        cache = self.cache if cacheable(payload, allow_sampled=self.config.cache_sampled)[0] else None
+        key = cache_key(payload, self.config.base_url) if cache is not None else ""
+        if cache is not None and (hit := cache.get(key)) is not None:
             log.info(
                 "cache hit",
                 extra={
@@ -219,8 +219,8 @@ class LLMClient:
             raise
         breaker.record_success(ticket)
         result = self._result(call, done)
-        if use_cache and storable(done.raw):
-            self.cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
+        if cache is not None and storable(done.raw):
+            cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
         return result
 
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
@@ -250,7 +250,7 @@ class LLMClient:
                     self.limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
                 self._log_attempt(call, model, attempt, started, error=exc)
                 raise
-            if self.limiter:
+            if isinstance(permit, Permit) and self.limiter:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)
             self._log_attempt(call, model, attempt, started, done=done)
@@ -326,7 +326,7 @@ class LLMClient:
                 "attempt": attempt,
                 "latency_s": round(self.clock() - started, 6),
                 "success": error is None,
-                "status_code": done.status_code if done else error.status_code,
+                "status_code": done.status_code if done else getattr(error, "status_code", None),
                 "error_type": None if error is None else error.error_type,
                 "prompt_len": _prompt_len(call),
                 "tokens_in": done.usage.prompt_tokens if done else None,
@@ -338,27 +338,35 @@ class LLMClient:
     def _log_final(self, call: _Call, *, result: ChatResult | None = None, error: BaseException | None = None) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        ok = result is not None
-        log.info(
-            "call %s",
-            "ok" if ok else f"failed: {type(error).__name__}",
-            extra={
-                "event": "final",
-                "request_id": call.request_id,
-                "model": result.model if ok else call.model,
-                "attempt": call.attempts,
-                "latency_s": round(self.clock() - call.started, 6),
-                "success": ok,
-                "status_code": None if ok else getattr(error, "status_code", None),
-                "error_type": None if ok else getattr(error, "error_type", type(error).__name__),
-                "prompt_len": _prompt_len(call),
-                "tokens_in": result.usage.prompt_tokens if ok else 0,
-                "tokens_out": result.usage.completion_tokens if ok else 0,
-                "cost_usd": result.cost_usd if ok else 0.0,
-                "cache_hit": bool(ok and (result.cached or result.stale)),
-                "breaker_state": self.breakers[call.model].state if call.model else None,
-            },
-        )
+        fields: dict[str, Any] = {
+            "event": "final",
+            "request_id": call.request_id,
+            "model": call.model,
+            "attempt": call.attempts,
+            "latency_s": round(self.clock() - call.started, 6),
+            "prompt_len": _prompt_len(call),
+            "breaker_state": self.breakers[call.model].state if call.model else None,
+        }
+        if result is not None:
+            fields.update(
+                model=result.model,
+                success=True,
+                tokens_in=result.usage.prompt_tokens,
+                tokens_out=result.usage.completion_tokens,
+                cost_usd=result.cost_usd,
+                cache_hit=result.cached or result.stale,
+            )
+        else:
+            fields.update(
+                success=False,
+                status_code=getattr(error, "status_code", None),
+                error_type=getattr(error, "error_type", type(error).__name__),
+                tokens_in=0,
+                tokens_out=0,
+                cost_usd=0.0,
+                cache_hit=False,
+            )
+        log.info("call %s", "ok" if result is not None else f"failed: {type(error).__name__}", extra=fields)
 
 
 def _prompt_len(call: _Call) -> int:
