@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+import uuid
 from collections import Counter
 
 import pytest
@@ -53,7 +54,7 @@ def test_a_plain_call():
     assert isinstance(result, ChatResult) and result.text.startswith("Re: 'hello'")
     assert (result.model, result.cached, result.stale, result.attempts) == ("fake-mini", False, False, 1)
     assert result.usage.prompt_tokens > 0 and result.cost_usd > 0 and result.raw["object"] == "chat.completion"
-    assert result.request_id.startswith("req_") and 0 < result.latency_s < 1
+    assert str(uuid.UUID(result.request_id)) == result.request_id and 0 < result.latency_s < 1
     sent = srv.attempts[0]
     assert sent.body == {"model": "fake-mini", "messages": HELLO, "temperature": 0, "max_tokens": 64}
     assert sent.headers["X-Request-ID"] == sent.headers["Idempotency-Key"] == result.request_id

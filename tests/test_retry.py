@@ -1,6 +1,7 @@
 """The retry policy against the fake server (real sockets), sleeping in virtual time."""
 
 import logging
+import uuid
 
 import pytest
 from hypothesis import given
@@ -50,7 +51,9 @@ def test_503_503_ok_succeeds_on_the_third_attempt_with_one_request_id():
     assert outcome.text and [a.fault for a in srv.attempts] == ["503", "503", "ok"]
     assert clock.sleeps == [0.5, 1.0]  # exponential, no jitter
     ids = {(a.headers["X-Request-ID"], a.headers["Idempotency-Key"]) for a in srv.attempts}
-    assert len(ids) == 1 and ids.pop()[0].startswith("req_")
+    assert len(ids) == 1
+    rid, key = ids.pop()
+    assert rid == key and str(uuid.UUID(rid)) == rid  # a UUID: strict servers refuse anything else
 
 
 def test_gives_up_after_max_attempts_with_the_last_error():

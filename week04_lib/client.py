@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from .degrade import DrainReport, DurableQueue, first_success, stale_answer
 from .logs import log_to, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
-from .transport import Completion, Transport, Usage, completion_from_json
+from .transport import Completion, Transport, Usage, completion_from_json, encode_json
 
 __all__ = ["ChatResult", "LLMClient"]
 
@@ -99,6 +100,18 @@ def validate(messages: Any, params: Mapping[str, Any]) -> None:
             raise errors.InvalidRequest(f"{name} must be a number from {low} to {high}, got {value!r}")
     if params.get("stream"):
         raise errors.InvalidRequest("stream=True is not supported by LLMClient.chat; it returns whole answers")
+    encode_json({"messages": list(messages), **params}, "the messages and parameters")
+
+
+def check_request_id(request_id: Any) -> None:
+    """A caller's own request id must be a UUID, as ours are: some servers (llama.cpp's
+    Python server) refuse any other ``X-Request-ID``, and it goes in two headers."""
+    try:
+        ok = isinstance(request_id, str) and str(uuid.UUID(request_id)) == request_id.lower()
+    except ValueError:
+        ok = False
+    if not ok:
+        raise errors.InvalidRequest("request_id must be a UUID string such as str(uuid.uuid4())")
 
 
 class LLMClient:
@@ -113,7 +126,9 @@ class LLMClient:
     ) -> None:
         self.config = config = config if config is not None else ClientConfig.from_env()
         self.clock = clock
-        self.transport = Transport(config.base_url, config.api_key, clock=clock)
+        self.transport = Transport(
+            config.base_url, config.api_key, clock=clock, max_response_bytes=config.max_response_bytes
+        )
         budget = RetryBudget(config.retry_budget, clock=clock) if config.retry_budget is not None else None
         self.retry = RetryPolicy(
             config.max_attempts,
@@ -162,6 +177,8 @@ class LLMClient:
         """Send ``messages`` (with OpenAI parameters such as temperature, max_tokens) and
         return a ``ChatResult``, or raise an ``LLMError`` (or ``InvalidRequest``)."""
         validate(messages, params)
+        if request_id is not None:
+            check_request_id(request_id)
         started = self.clock()
         call = _Call(
             request_id or new_request_id(),
@@ -171,13 +188,26 @@ class LLMClient:
             started,
         )
         models = [model or self.config.model, *[m for m in self.config.fallback_models if m != model]]
+        result: ChatResult | None = None
+        failure: BaseException | None = None
         try:
             result = self._first_answer(call, models)
+            return result
         except errors.LLMError as exc:
-            self._log_final(call, error=exc)
+            failure = exc
             raise
-        self._log_final(call, result=result)
-        return result
+        except Exception as exc:  # a bug, not the service: still typed, still logged
+            failure = errors.LLMError(
+                errors.redact(f"unexpected {type(exc).__name__} inside the client: {exc}", [self.config.api_key]),
+                request_id=call.request_id,
+                model=call.model or None,
+            )
+            raise failure from exc
+        except BaseException as exc:  # KeyboardInterrupt and the like: logged, not wrapped
+            failure = exc
+            raise
+        finally:  # exactly one final record per call, however it ended
+            self._log_final(call, result=result, error=failure)
 
     def _first_answer(self, call: _Call, models: list[str]) -> ChatResult:
         try:
@@ -205,19 +235,15 @@ class LLMClient:
                 },
             )
             return self._result(call, completion_from_json(hit["completion"]), cached=True)
-        breaker = self.breakers[model]
-        ticket = breaker.allow()
-        try:
-            done = self.retry.call(
+        # the breaker hears how the call went, and is released whatever escapes
+        done = self.breakers[model].call(
+            lambda: self.retry.call(
                 lambda n: self._attempt(call, payload, n),
                 deadline=call.deadline,
                 request_id=call.request_id,
                 model=model,
             )
-        except errors.LLMError as exc:
-            breaker.record_failure(exc, ticket)
-            raise
-        breaker.record_success(ticket)
+        )
         result = self._result(call, done)
         if cache is not None and storable(done.raw):
             cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
@@ -250,7 +276,7 @@ class LLMClient:
                     self.limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
                 self._log_attempt(call, model, attempt, started, error=exc)
                 raise
-            if isinstance(permit, Permit) and self.limiter:
+            if isinstance(permit, Permit) and self.limiter and done.usage.known:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)
             self._log_attempt(call, model, attempt, started, done=done)
@@ -329,8 +355,8 @@ class LLMClient:
                 "status_code": done.status_code if done else getattr(error, "status_code", None),
                 "error_type": None if error is None else error.error_type,
                 "prompt_len": _prompt_len(call),
-                "tokens_in": done.usage.prompt_tokens if done else None,
-                "tokens_out": done.usage.completion_tokens if done else None,
+                "tokens_in": done.usage.prompt_tokens if done and done.usage.known else None,
+                "tokens_out": done.usage.completion_tokens if done and done.usage.known else None,
                 "breaker_state": self.breakers[model].state,
             },
         )
@@ -351,8 +377,8 @@ class LLMClient:
             fields.update(
                 model=result.model,
                 success=True,
-                tokens_in=result.usage.prompt_tokens,
-                tokens_out=result.usage.completion_tokens,
+                tokens_in=result.usage.prompt_tokens if result.usage.known else None,
+                tokens_out=result.usage.completion_tokens if result.usage.known else None,
                 cost_usd=result.cost_usd,
                 cache_hit=result.cached or result.stale,
             )

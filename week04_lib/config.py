@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import InvalidRequest
 
@@ -19,6 +22,35 @@ PRESETS: dict[str, tuple] = {
     "long_form": (5.0, 90.0, 95.0),
     "embedding": (3.0, 10.0, 13.0),
 }
+# A chat completion is kilobytes: a bigger reply is an InvalidResponse, not a MemoryError.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 2**20
+
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no space, CR, LF or other letters
+
+
+def check_header_value(name: str, value: str) -> None:
+    """A value sent in a header must be visible ASCII; the message never shows it (it
+    may be a key)."""
+    if not isinstance(value, str) or not _HEADER_SAFE.fullmatch(value):
+        raise InvalidRequest(
+            f"{name} must be visible ASCII characters only (no spaces, newlines or other letters); "
+            "check for a stray character from copying it"
+        )
+
+
+def check_base_url(url: Any) -> str:
+    """``http(s)://host[:port][/path]`` with a host, or an InvalidRequest saying why."""
+    text = str(url or "").strip()
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise InvalidRequest(f"base_url {text!r} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or not _HEADER_SAFE.fullmatch(text):
+        raise InvalidRequest(
+            f"base_url must look like https://api.openai.com/v1 or http://127.0.0.1:8000/v1, got {text!r}"
+        )
+    return text.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -73,11 +105,12 @@ class ClientConfig:
     log_path: str | None = None
     serve_stale: bool = False
     queue_path: str | None = None
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        if not self.base_url or not str(self.base_url).startswith(("http://", "https://")):
-            raise InvalidRequest(f"base_url must start with http:// or https://, got {self.base_url!r}")
-        self.base_url = str(self.base_url).rstrip("/")
+        self.base_url = check_base_url(self.base_url)
+        if self.api_key is not None:
+            check_header_value("api_key", self.api_key)
         if not self.model:
             raise InvalidRequest("model must be a non-empty string")
         if isinstance(self.fallback_models, str):
@@ -94,6 +127,10 @@ class ClientConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise InvalidRequest(f"{name} must be positive or None, got {value}")
+        if isinstance(self.max_response_bytes, bool) or not isinstance(self.max_response_bytes, int):
+            raise InvalidRequest(f"max_response_bytes must be a whole number, got {self.max_response_bytes!r}")
+        if self.max_response_bytes < 1024:
+            raise InvalidRequest(f"max_response_bytes must be at least 1024, got {self.max_response_bytes}")
         if self.cache not in (None, "memory") and not str(self.cache).startswith("sqlite:"):
             raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {self.cache!r}")
 
@@ -176,4 +213,5 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "log_path": ("WEEK04_LOG_PATH", str),
     "serve_stale": ("WEEK04_SERVE_STALE", _boolean),
     "queue_path": ("WEEK04_QUEUE_PATH", str),
+    "max_response_bytes": ("WEEK04_MAX_RESPONSE_BYTES", int),
 }

@@ -67,7 +67,10 @@ class Pricing:
 
     def cost_usd(self, model: str, usage: Any) -> float | None:
         """Cost of one call; ``usage`` has prompt_tokens and completion_tokens (an object
-        or a dict). None, with one warning per model, when the model has no price."""
+        or a dict). None, with one warning per model, when the model has no price; None
+        too when the server sent no usable token counts (``usage.known`` is False)."""
+        if getattr(usage, "known", True) is False:
+            return None
         price = self.price(model)
         if price is None:
             with self._lock:

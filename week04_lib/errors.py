@@ -8,8 +8,19 @@ Messages never contain the API key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every secret replaced by ``***``: as written, and as JSON or a
+    Python repr would escape it (a server may echo the key in either form)."""
+    for secret in secrets:
+        if secret:
+            for form in {secret, json.dumps(secret)[1:-1], repr(secret)[1:-1]}:
+                text = text.replace(form, "***")
+    return text
 
 
 class LLMError(Exception):
@@ -32,6 +43,9 @@ class LLMError(Exception):
         self.model = model
         self.attempt = attempt
         self.status_code = status_code
+        # The server's x-should-retry header (True/False), which overrides the class's
+        # verdict as it does in the official SDKs; None when the server did not say.
+        self.should_retry: bool | None = None
 
     def __str__(self) -> str:
         context = [
@@ -132,6 +146,29 @@ class PermanentError(LLMError):
     error_type = "permanent"
 
 
+class QuotaExceeded(PermanentError):
+    """HTTP 429 with ``insufficient_quota``: the account is out of credit, not rate limited."""
+
+    error_type = "quota"
+
+
+class Redirected(PermanentError):
+    """The server answered with a redirect (3xx), which a POST never follows:
+    ``location`` is where it pointed (set ``base_url`` there if you trust it)."""
+
+    error_type = "redirect"
+
+    def __init__(self, message: str, *, location: str | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.location = location
+
+
+class CertificateError(PermanentError):
+    """The server's TLS certificate is not trusted: retrying will not change it."""
+
+    error_type = "tls_certificate"
+
+
 class AuthError(PermanentError):
     """HTTP 401 or 403: the API key is missing, wrong, or lacks permission."""
 
@@ -145,7 +182,7 @@ class NotFound(PermanentError):
 
 
 class BadRequest(PermanentError):
-    """HTTP 400 or 422 (or another 4xx): the request itself is wrong."""
+    """HTTP 400 or 422 (or another 4xx, or 501 Not Implemented): the request itself is wrong."""
 
     error_type = "bad_request"
 

@@ -3,7 +3,7 @@ never past the deadline, within a retry budget.
 
 Taught in notebook 02. A policy composes tenacity's pieces the way tenacity does:
 
-    retry = retry_if_exception_type(TransientError)
+    retry = retry_if_worth_it       (transient errors, or what x-should-retry says)
     stop  = stop_after_attempt(n) | stop_at_deadline(deadline) | stop_when_budget_spent(budget)
     wait  = wait_server_hint(wait_backoff("full", base, cap))
 
@@ -27,13 +27,14 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from . import backoff, errors
-from .transport import parse_retry_after
+from .transport import MAX_RETRY_AFTER_S, parse_retry_after
 
 __all__ = [
     "RetryBudget",
     "RetryPolicy",
     "new_request_id",
     "parse_retry_after",
+    "retry_if_worth_it",
     "stop_at_deadline",
     "stop_when_budget_spent",
     "wait_backoff",
@@ -45,8 +46,19 @@ T = TypeVar("T")
 
 
 def new_request_id() -> str:
-    """One id per logical call, the same on every retry."""
-    return f"req_{uuid.uuid4().hex}"
+    """One id per logical call, the same on every retry: a UUID, since some servers
+    (llama.cpp's Python server) refuse any other ``X-Request-ID``."""
+    return str(uuid.uuid4())
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """Transient errors are, unless the server said otherwise in ``x-should-retry``
+    (which the official SDKs obey both ways: "true" even retries a 4xx)."""
+    said = getattr(error, "should_retry", None)
+    return said if said is not None else isinstance(error, errors.TransientError)
+
+
+retry_if_worth_it = tenacity.retry_if_exception(worth_retrying)
 
 
 class wait_backoff(wait_base):
@@ -72,7 +84,7 @@ class wait_backoff(wait_base):
 class wait_server_hint(wait_base):
     """The larger of ``fallback``'s delay and the server's Retry-After (at most ``max_s``)."""
 
-    def __init__(self, fallback: wait_base, max_s: float = 60.0) -> None:
+    def __init__(self, fallback: wait_base, max_s: float = MAX_RETRY_AFTER_S) -> None:
         self.fallback, self.max_s = fallback, max_s
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
@@ -162,7 +174,7 @@ class RetryPolicy:
         *,
         wait: wait_base | None = None,
         budget: RetryBudget | None = None,
-        max_retry_after_s: float = 60.0,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -186,7 +198,7 @@ class RetryPolicy:
             self.budget.record_call()
         budget_stop = stop_when_budget_spent(self.budget)
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type(errors.TransientError),
+            retry=retry_if_worth_it,
             stop=tenacity.stop_after_attempt(self.max_attempts) | stop_at_deadline(deadline, self.clock) | budget_stop,
             wait=self.wait,
             sleep=self.sleep,

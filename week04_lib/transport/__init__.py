@@ -1,0 +1,35 @@
+"""One HTTP attempt against an OpenAI-compatible endpoint, every outcome typed.
+
+Taught in notebook 01, sections 1.3 to 1.5. ``http`` makes the attempt, ``watchdog``
+holds its total deadline over the whole exchange, ``body`` reads (decoded, capped),
+``replies`` says what the reply means. The old names stay importable from here.
+"""
+
+from ..config import check_base_url, check_header_value
+from .body import ACCEPT_ENCODING, DEFAULT_MAX_RESPONSE_BYTES
+from .http import Transport, encode_json
+from .replies import (
+    MAX_RETRY_AFTER_S,
+    Completion,
+    Usage,
+    completion_from_json,
+    error_for_status,
+    parse_completion,
+    parse_retry_after,
+)
+
+__all__ = [
+    "ACCEPT_ENCODING",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "MAX_RETRY_AFTER_S",
+    "Completion",
+    "Transport",
+    "Usage",
+    "check_base_url",
+    "check_header_value",
+    "completion_from_json",
+    "encode_json",
+    "error_for_status",
+    "parse_completion",
+    "parse_retry_after",
+]
