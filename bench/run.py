@@ -1,7 +1,8 @@
 """`make bench`: side-by-side measurements against the fake server, in one run.
 
 Every figure is the median of RUNS runs; the tables and the machine go to
-bench/RESULTS.md. Not a test: nothing here asserts, it measures. The clients compared:
+bench/RESULTS.md (``python bench/run.py give_up`` runs and prints only the sections named,
+leaving RESULTS.md as it is). Not a test: nothing here asserts, it measures. The clients compared:
 
 - ``LLMClient``: this package, default settings unless a row says otherwise;
 - ``naive loop``: what a first attempt looks like: ``requests.post`` with
@@ -29,6 +30,7 @@ import requests
 
 from week04_lib import ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.fakeserver import FakeLLMServer
+from week04_lib.fakeserver.handler import MAX_FILLER_HEADERS, TRAILER_EVERY_S
 
 RUNS = 3
 PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Summarise the incident in one line."}]}
@@ -211,10 +213,19 @@ def amplification_section(calls: int = 100) -> list[str]:
 
 # ---------------------------------------------------------------------- time to give up
 
+GIVE_UP_FAULTS = {  # fault -> column heading
+    "hang": "`hang`",
+    "trickle:0.2": "`trickle:0.2` (one body byte every 0.2 s)",
+    "header_trickle:0.3": "`header_trickle:0.3` (one header line every 0.3 s)",
+    "chunked_stall": "`chunked_stall` (a trailer that never ends)",
+}
+GIVE_UP_KINDS = ("LLMClient", "naive loop", "openai", "requests")
+
 
 def give_up_s(kind: str, fault: str, budget_s: float, limit_s: float) -> float:
     """Seconds until ``kind`` gives up on ``fault`` with a ``budget_s`` budget (inf if
-    it was still waiting after ``limit_s``; the server is then stopped to free it)."""
+    it was still waiting after ``limit_s``; the server is then stopped, which ends every
+    connection, and the abandoned client must finish before this returns)."""
     srv = FakeLLMServer(default=fault, latency=0).start()
     finished = threading.Event()
     took: list[float] = []
@@ -226,7 +237,8 @@ def give_up_s(kind: str, fault: str, budget_s: float, limit_s: float) -> float:
                 with llm_client(srv.url, timeouts=Timeouts(budget_s, budget_s, budget_s)) as c:
                     c.chat(MESSAGES)
             elif kind == "openai":
-                openai_client(srv.url, timeout=budget_s).chat.completions.create(model="fake-mini", messages=MESSAGES)
+                with openai_client(srv.url, timeout=budget_s) as sdk:
+                    sdk.chat.completions.create(model="fake-mini", messages=MESSAGES)
             elif kind == "naive loop":
                 naive_call(srv.url, timeout=(budget_s, budget_s))
             else:
@@ -236,54 +248,68 @@ def give_up_s(kind: str, fault: str, budget_s: float, limit_s: float) -> float:
         took.append(time.monotonic() - start)
         finished.set()
 
-    worker = threading.Thread(target=run, daemon=True)
+    worker = threading.Thread(target=run, name=f"give-up {kind} {fault}", daemon=True)
     worker.start()
     done = finished.wait(limit_s)
     srv.stop()
-    worker.join(5)
+    worker.join(limit_s)  # with no server left, every client fails fast (openai after its backoff)
+    if worker.is_alive():
+        raise RuntimeError(f"{kind} on {fault!r} still running {limit_s:g} s after its server stopped")
     return took[0] if done else float("inf")
 
 
-def give_up_section(budget_s: float = 2.0, limit_s: float = 10.0) -> list[str]:
-    kinds = ("LLMClient", "naive loop", "openai", "requests")
-    faults = ("hang", "trickle:0.2")
-    measured: dict[tuple[str, str], list[float]] = {(k, f): [] for k in kinds for f in faults}
-    for _ in range(RUNS):
-        for fault in faults:  # the clients only wait, so they wait side by side
-            with ThreadPoolExecutor(len(kinds)) as pool:
-                took = pool.map(lambda k, f=fault: give_up_s(k, f, budget_s, limit_s), kinds)
-                for kind, seconds in zip(kinds, took, strict=True):
-                    measured[kind, fault].append(seconds)
-    rows = []
-    for kind in kinds:
-        cells = []
-        for fault in faults:
-            value = median(measured[kind, fault])
-            cells.append(f"> {limit_s:g} s (still waiting)" if value == float("inf") else f"{value:.2f} s")
-        rows.append(f"| {kind} | {cells[0]} | {cells[1]} |")
+def give_up_section(
+    faults: tuple[str, ...] = tuple(GIVE_UP_FAULTS), budget_s: float = 2.0, limit_s: float = 10.0, runs: int = RUNS
+) -> list[str]:
+    pairs = [(kind, fault) for fault in faults for kind in GIVE_UP_KINDS]
+    measured: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
+    for _ in range(runs):
+        with ThreadPoolExecutor(len(pairs)) as pool:  # the clients only wait, so they wait side by side
+            took = pool.map(lambda pair: give_up_s(*pair, budget_s, limit_s), pairs)
+            for pair, seconds in zip(pairs, took, strict=True):
+                measured[pair].append(seconds)
+
+    def cell(values: list[float]) -> str:
+        value = median(values)
+        return f"> {limit_s:g} s (still waiting)" if value == float("inf") else f"{value:.2f} s"
+
+    rows = [f"| {kind} | " + " | ".join(cell(measured[kind, f]) for f in faults) + " |" for kind in GIVE_UP_KINDS]
     return [
-        f"### Time to give up with a {budget_s:g} s budget (median of {RUNS}; cut off at {limit_s:g} s)",
+        f"### Time to give up with a {budget_s:g} s budget (median of {runs}; cut off at {limit_s:g} s)",
         "",
-        "| client | `hang` | `trickle:0.2` (one byte every 0.2 s) |",
-        "|---|---|---|",
+        "| client | " + " | ".join(GIVE_UP_FAULTS.get(f, f"`{f}`") for f in faults) + " |",
+        "|---" * (len(faults) + 1) + "|",
         *rows,
         "",
         f"The budget is `Timeouts({budget_s:g}, {budget_s:g}, {budget_s:g})` for LLMClient, "
         f"`timeout={budget_s:g}` for openai and `timeout=({budget_s:g}, {budget_s:g})` for requests.",
+        f"`header_trickle` sends {MAX_FILLER_HEADERS} header lines before the body; `chunked_stall` a whole body,",
+        f"then a trailer line every {TRAILER_EVERY_S:g} s and never the closing blank line. A client cut off at",
+        "the cap is freed by stopping its server, and has ended before the next run starts.",
     ]
 
 
 SECTIONS: list[Callable[[], list[str]]] = [overhead_section, goodput_section, amplification_section, give_up_section]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """All sections, written to bench/RESULTS.md; or only the sections named on the command
+    line (``python bench/run.py give_up``), printed and not written."""
+    names = sys.argv[1:] if argv is None else argv
+    by_name = {section.__name__.removesuffix("_section"): section for section in SECTIONS}
+    if unknown := [name for name in names if name not in by_name]:
+        print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(by_name)}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     lines = ["# Benchmarks", "", f"Machine: {machine()}. Every figure: median of {RUNS} runs, in one process.", ""]
-    for section in SECTIONS:
+    for section in [by_name[name] for name in names] or SECTIONS:
         part = section()
         print("\n".join(part) + "\n", flush=True)
         lines += [*part, ""]
     took = time.monotonic() - started
+    if names:
+        print(f"{', '.join(names)} in {took:.0f} s (bench/RESULTS.md not written)")
+        return 0
     lines.append(f"Total time: {took:.0f} s. Rerun with `make bench`.")
     Path(__file__).with_name("RESULTS.md").write_text("\n".join(lines) + "\n")
     print(f"written to bench/RESULTS.md in {took:.0f} s")

@@ -7,24 +7,31 @@ import pytest
 HELLO = [{"role": "user", "content": "hello"}]
 
 
-def open_sockets() -> int:
-    """How many sockets this process holds open (Linux /proc)."""
-    count = 0
+def socket_inodes() -> set[str]:
+    """The sockets this process holds open (Linux /proc), by inode."""
+    found = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
-                count += 1
+            target = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
-            pass
-    return count
+            continue
+        if target.startswith("socket:"):
+            found.add(target)
+    return found
+
+
+def open_sockets() -> int:
+    """How many sockets this process holds open."""
+    return len(socket_inodes())
 
 
 @pytest.fixture
 def no_leaks():
-    """Assert the test leaves no thread and no socket behind."""
+    """Assert the test leaves no thread and no socket behind (ones that earlier tests
+    left and that end meanwhile are not this test's business)."""
     gc.collect()  # sockets dropped by earlier tests are not this test's
-    threads, sockets = threading.active_count(), open_sockets()
+    threads, sockets = set(threading.enumerate()), socket_inodes()
     yield
     gc.collect()
-    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
-    assert open_sockets() == sockets
+    assert not [t for t in threading.enumerate() if t not in threads], [t.name for t in threading.enumerate()]
+    assert not socket_inodes() - sockets

@@ -20,3 +20,15 @@ def test_a_crashing_check_is_a_failed_row():
 
     [row] = checklist.run_checks([checklist.Check("boom", "nothing", boom)])
     assert not row.passed and "RuntimeError" in row.observed
+
+
+def test_the_wire_rows_catch_what_they_guard(monkeypatch):
+    """A client that stops asking for gzip, or sends ``req_<hex>`` ids, fails its row."""
+    rows = {check.scenario: check for check in checklist.all_checks()}
+    gzip_row, uuid_row = rows["gzip-compressed reply"], rows["server takes UUID request ids only"]
+    assert [r.passed for r in checklist.run_checks([gzip_row, uuid_row])] == [True, True]
+    monkeypatch.setattr("week04_lib.transport.http.ACCEPT_ENCODING", "identity")
+    monkeypatch.setattr("week04_lib.client.new_request_id", lambda: "req_0123abcd")
+    [gzip, ids] = checklist.run_checks([gzip_row, uuid_row])
+    assert not gzip.passed and gzip.observed.startswith("plain body")
+    assert not ids.passed and "BadRequest" in ids.observed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -99,6 +100,27 @@ def test_1_the_deadline_spans_retries_on_a_header_trickle():
         with pytest.raises(errors.LLMTimeout):
             client.chat(HELLO)
     assert time.monotonic() - start < TWO_S.total + MARGIN
+
+
+def test_1_the_watchdog_thread_goes_when_idle_or_closed(monkeypatch):
+    from week04_lib.transport import watchdog
+
+    def watchdogs():
+        return [t for t in threading.enumerate() if t.name == "week04-watchdog"]
+
+    monkeypatch.setattr(watchdog, "IDLE_EXIT_S", 0.05)
+    before = len(watchdogs())
+    with FakeLLMServer(latency=0) as srv:
+        transport = Transport(srv.url)
+        transport.chat(PAYLOAD, timeouts=Timeouts(1, 1, 0.3))  # watched until its deadline passes
+        assert len(watchdogs()) == before + 1
+        deadline = time.monotonic() + 2
+        while len(watchdogs()) > before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(watchdogs()) == before  # idle: gone without close()
+        transport.chat(PAYLOAD, timeouts=TWO_S)  # and back when needed
+        transport.close()
+        assert len(watchdogs()) == before
 
 
 # ------------------------------------------------------------- 2. compression

@@ -21,7 +21,7 @@ from typing import Any
 from . import errors
 from .client import LLMClient
 from .config import ClientConfig, Timeouts
-from .fakeserver import FakeLLMServer
+from .fakeserver import FakeLLMServer, encoding
 
 BUDGET = Timeouts(connect=1.0, read=1.0, total=1.5)
 SLACK_S = 0.25  # how far past the total deadline a failure may land
@@ -84,17 +84,22 @@ def one_call(
     expect: str | type,
     requests: int | None = None,
     default: str = "ok",
+    server: dict[str, Any] | None = None,
     **settings: Any,
 ) -> Check:
-    """One ``client.chat`` against ``script``: the outcome (an error class covers its
-    subclasses), how many requests reached the server, and within the total budget."""
+    """One ``client.chat`` against ``script`` (``server``: more FakeLLMServer options): the
+    outcome (an error class covers its subclasses), how many requests reached the server,
+    and within the total budget."""
     wanted = _kinds(expect) if isinstance(expect, type) else {expect}
     name = expect.__name__ if isinstance(expect, type) else expect
     expected = name + (f" after {requests} request(s)" if requests else "") + f", <= {BUDGET.total + SLACK_S:g}s"
 
     def run() -> tuple[str, bool]:
         start = time.monotonic()
-        with FakeLLMServer(script, default=default, latency=0) as srv, client_for(srv.url, **settings) as client:
+        with (
+            FakeLLMServer(script, default=default, latency=0, **(server or {})) as srv,
+            client_for(srv.url, **settings) as client,
+        ):
             outcome = outcome_of(lambda: client.chat(HELLO, temperature=0))
         elapsed = time.monotonic() - start
         sent = len(srv.attempts)
@@ -112,6 +117,16 @@ def connection_refused() -> Check:
         return outcome, outcome == "ConnectionFailed" and time.monotonic() - start <= BUDGET.total + SLACK_S
 
     return Check("connection refused", "ConnectionFailed, <= 1.75s", run)
+
+
+def compressed_reply(coding: str = "gzip") -> Check:
+    def run() -> tuple[str, bool]:
+        with FakeLLMServer(compress=coding, latency=0) as srv, client_for(srv.url) as client:
+            text = client.chat(HELLO).text
+        sent = encoding.negotiate(coding, srv.attempts[0].headers.get("Accept-Encoding")) or "plain"
+        return f"{sent} body decoded: {text[:22]!r}...", sent == coding and HELLO[0]["content"] in text
+
+    return Check(f"{coding}-compressed reply", "answered, text decoded", run)
 
 
 def retry_after_honoured() -> Check:
@@ -239,6 +254,7 @@ def all_checks() -> list[Check]:
     return [
         one_call("hang (accept, never answer)", [], errors.LLMTimeout, default="hang"),
         one_call("trickle (1 byte / 0.2 s)", ["trickle:0.2"], errors.DeadlineExceeded),
+        one_call("header trickle (1 header line / 0.3 s)", ["header_trickle:0.3"], errors.DeadlineExceeded),
         connection_refused(),
         one_call("connection reset", ["reset"], errors.ConnectionFailed, requests=1, max_attempts=1),
         one_call("500 then ok", ["500", "ok"], "ok", requests=2),
@@ -246,6 +262,9 @@ def all_checks() -> list[Check]:
         retry_after_honoured(),
         one_call("401 (bad key): not retried", ["401", "ok"], errors.AuthError, requests=1),
         one_call("404 (bad model): not retried", ["404", "ok"], errors.NotFound, requests=1),
+        one_call("429 insufficient_quota: not retried", ["insufficient_quota", "ok"], errors.QuotaExceeded, requests=1),
+        compressed_reply("gzip"),
+        one_call("server takes UUID request ids only", [], "ok", requests=1, server={"strict_request_id": True}),
         one_call("invalid JSON body", ["invalid_json"], errors.InvalidResponse, requests=1, max_attempts=1),
         one_call("invalid JSON, then ok", ["invalid_json", "ok"], "ok", requests=2),
         one_call("HTML error page", ["html"], errors.InvalidResponse, requests=1, max_attempts=1),

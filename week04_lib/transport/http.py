@@ -24,7 +24,7 @@ from .. import errors
 from ..config import Timeouts, check_base_url, check_header_value
 from .body import ACCEPT_ENCODING, DEFAULT_MAX_RESPONSE_BYTES, BodyReader, too_large
 from .replies import Completion, error_for_status, parse_completion
-from .watchdog import DeadlineAdapter, Watchdog
+from .watchdog import DeadlineAdapter, Guard, Watchdog
 
 __all__ = ["Transport", "encode_json"]
 
@@ -71,12 +71,14 @@ class Transport:
         adapter = DeadlineAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._watchdog = Watchdog()
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r})"
 
     def close(self) -> None:
         self.session.close()
+        self._watchdog.close()
 
     def __enter__(self) -> Transport:
         return self
@@ -147,17 +149,17 @@ class Transport:
         if remaining <= 0:
             raise errors.DeadlineExceeded("no time left for another attempt", **context)
         budget = urllib3.Timeout(connect=min(timeouts.connect, remaining), read=min(timeouts.read, remaining))
-        with Watchdog(remaining) as watchdog:
+        with self._watchdog.guard(remaining) as guard:
             try:
                 response = self._send(body, headers, budget)
             except requests.exceptions.RequestException as exc:
-                raise self._before_reply(exc, watchdog, timeouts, deadline, context) from exc
+                raise self._before_reply(exc, guard, timeouts, deadline, context) from exc
             try:
-                raw = self._read_body(response, watchdog, timeouts, deadline, context)
+                raw = self._read_body(response, guard, timeouts, deadline, context)
             except BaseException:
                 response.close()  # never return a half-read connection to the pool
                 raise
-        if watchdog.fired:  # the whole body was in, but the socket was cut: do not pool it
+        if guard.fired:  # the whole body was in, but the socket was cut: do not pool it
             response.close()
         else:
             response.raw.release_conn()
@@ -186,12 +188,12 @@ class Transport:
     def _before_reply(
         self,
         exc: requests.exceptions.RequestException,
-        watchdog: Watchdog,
+        guard: Guard,
         timeouts: Timeouts,
         deadline: float,
         context: dict[str, Any],
     ) -> errors.LLMError | errors.InvalidRequest:
-        if watchdog.fired:
+        if guard.fired:
             return errors.DeadlineExceeded("total deadline exceeded before the reply was complete", **context)
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return self._timeout(errors.ConnectTimeout, "while connecting", timeouts.connect, deadline, context)
@@ -208,7 +210,7 @@ class Transport:
         return errors.ConnectionFailed(f"connection failed before a reply: {_reason(exc)}", **context)
 
     def _read_body(
-        self, response: requests.Response, watchdog: Watchdog, timeouts: Timeouts, deadline: float, context: dict
+        self, response: requests.Response, guard: Guard, timeouts: Timeouts, deadline: float, context: dict
     ) -> bytes:
         """The whole body, decoded, capped, within the deadline (the watchdog's job)."""
         context = {**context, "status_code": response.status_code}
@@ -224,16 +226,16 @@ class Transport:
         try:
             body = reader.read()
         except (TimeoutError, urllib3.exceptions.ReadTimeoutError) as exc:
-            if watchdog.fired:
+            if guard.fired:
                 raise errors.DeadlineExceeded("total deadline exceeded while the body was arriving", **context) from exc
             raise self._timeout(
                 errors.ReadTimeout, "while the body was arriving", timeouts.read, deadline, context
             ) from exc
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-            if watchdog.fired:
+            if guard.fired:
                 raise errors.DeadlineExceeded("total deadline exceeded while the body was arriving", **context) from exc
             raise errors.ConnectionFailed(f"connection dropped mid-reply: {_reason(exc)}", **context) from exc
-        if watchdog.fired:  # the cut socket ended the read (an endless chunked trailer, say)
+        if guard.fired:  # the cut socket ended the read (an endless chunked trailer, say)
             raise errors.DeadlineExceeded("total deadline exceeded before the reply was complete", **context)
         return body
 

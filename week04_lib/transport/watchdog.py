@@ -4,7 +4,7 @@ Taught in notebook 01, section 1.4. A per-read socket timeout bounds the wait be
 bytes, never the whole exchange: ``http.client`` reads the status line, each header
 line, each chunk-size line and each trailer line separately, so a server sending one
 line every 0.3 s keeps a 1 s read timeout alive forever. Only something that knows the
-deadline can stop it: a ``Watchdog`` timer shuts the attempt's socket down when the
+deadline can stop it: a ``Watchdog`` shuts the attempt's socket down when the
 deadline passes, which ends whatever read is blocked, in whatever phase.
 
 (The other design, a socket whose every read is given the time left, needs a wrapper
@@ -15,33 +15,37 @@ the connection classes below, and holds for every phase alike.)
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import socket
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-__all__ = ["DeadlineAdapter", "Watchdog"]
+__all__ = ["DeadlineAdapter", "Guard", "Watchdog"]
 
-_current = threading.local()  # the watchdog of the attempt this thread is making
+_current = threading.local()  # the guard of the attempt this thread is making
+IDLE_EXIT_S = 5.0  # the watchdog's thread ends after this long with nothing to watch
 
 
-class Watchdog:
-    """``with Watchdog(seconds):`` around one attempt; ``fired`` tells if it cut it."""
+class Guard:
+    """One attempt's deadline: ``with watchdog.guard(seconds) as guard:``; ``fired``
+    tells whether the watchdog cut the attempt's socket."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, due: float) -> None:
+        self.due = due
         self.fired = False
+        self.done = False
         self._lock = threading.Lock()
-        self._done = False
         self._connection: Any = None
-        self._timer = threading.Timer(max(0.0, seconds), self._fire)
-        self._timer.daemon = True
 
-    def __enter__(self) -> Watchdog:
-        _current.watchdog = self
-        self._timer.start()
+    def __enter__(self) -> Guard:
+        _current.guard = self
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,18 +54,16 @@ class Watchdog:
     def disarm(self) -> None:
         """Stop watching (before the connection goes back to the pool). Idempotent."""
         with self._lock:
-            self._done = True
-        self._timer.cancel()
-        self._timer.join()
-        _current.watchdog = None
+            self.done = True
+        _current.guard = None
 
     def watch(self, connection: Any) -> None:
         with self._lock:
             self._connection = connection
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
-            if self._done:
+            if self.done:
                 return
             self.fired = True
             sock = getattr(self._connection, "sock", None)
@@ -72,13 +74,58 @@ class Watchdog:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+class Watchdog:
+    """One thread (started when needed, gone when idle) fires every guard whose time
+    has come. A thread per attempt would cost more than the rest of the attempt."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._wake = threading.Condition()
+        self._due: list[tuple[float, int, Guard]] = []  # a heap, earliest first
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def guard(self, seconds: float) -> Guard:
+        guard = Guard(self.clock() + max(0.0, seconds))
+        with self._wake:
+            heapq.heappush(self._due, (guard.due, next(self._order), guard))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="week04-watchdog", daemon=True)
+                self._thread.start()
+            elif self._due[0][2] is guard:
+                self._wake.notify()  # the new guard is the earliest: wake up sooner
+        return guard
+
+    def close(self) -> None:
+        """Stop the thread (a later guard starts it again)."""
+        with self._wake:
+            thread, self._thread = self._thread, None
+            self._due.clear()
+            self._wake.notify()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _run(self) -> None:
+        me = threading.current_thread()
+        with self._wake:
+            while self._thread is me:
+                now = self.clock()
+                while self._due and (self._due[0][2].done or self._due[0][0] <= now):
+                    heapq.heappop(self._due)[2].fire()
+                if not self._due and not self._wake.wait(IDLE_EXIT_S) and not self._due:
+                    self._thread = None  # idle: let the thread go
+                    return
+                if self._due:
+                    self._wake.wait(self._due[0][0] - now)
+
+
 class _Watched:
     """Tell this thread's watchdog which connection the attempt is using."""
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
-        watchdog = getattr(_current, "watchdog", None)
-        if watchdog is not None:
-            watchdog.watch(self)
+        guard = getattr(_current, "guard", None)
+        if guard is not None:
+            guard.watch(self)
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
