@@ -11,7 +11,7 @@ import uuid
 from week04_lib import ChatResult, ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.cache import storable
 from week04_lib.fakeserver import FakeLLMServer
-from week04_lib.logs import log_to, read_logs
+from week04_lib.logs import read_logs
 
 KEY = "sk-chaos-0123456789abcdefghij"
 BUDGET = Timeouts(connect=0.5, read=0.3, total=0.8)
@@ -60,59 +60,52 @@ BILLED = (
 
 def test_chaos(tmp_path, no_leaks):
     log_path = tmp_path / "chaos.jsonl"
-    handler = log_to(log_path)
     outcomes: dict[str, object] = {}
     durations: list[float] = []
     lock = threading.Lock()
-    try:
-        with FakeLLMServer(mix=MIX, seed=11, latency=(0.002, 0.02), api_key=KEY, compress="gzip") as srv:
-            config = ClientConfig(
-                base_url=srv.url,
-                api_key=KEY,
-                model="fake-mini",
-                fallback_models=["fake-large"],
-                timeouts=BUDGET,
-                max_attempts=3,
-                backoff_base=0.01,
-                backoff_cap=0.1,
-                cache="memory",
-                breaker_failures=50,
-                log_path=str(log_path),
-                max_response_bytes=256 * 1024,
-            )
-            with LLMClient(config) as client:
+    with FakeLLMServer(mix=MIX, seed=11, latency=(0.002, 0.02), api_key=KEY, compress="gzip") as srv:
+        config = ClientConfig(
+            base_url=srv.url,
+            api_key=KEY,
+            model="fake-mini",
+            fallback_models=["fake-large"],
+            timeouts=BUDGET,
+            max_attempts=3,
+            backoff_base=0.01,
+            backoff_cap=0.1,
+            cache="memory",
+            breaker_failures=50,
+            log_path=str(log_path),
+            max_response_bytes=256 * 1024,
+        )
+        with LLMClient(config) as client:
 
-                def worker(n: int) -> None:
-                    rng = random.Random(n)
-                    for i in range(CALLS_PER_THREAD):
-                        prompt = f"question {rng.randrange(150)}"  # repeats: the cache gets hits
-                        rid = str(uuid.UUID(int=n * 1000 + i))
-                        start = time.monotonic()
-                        try:
-                            outcome: object = client.chat(
-                                [{"role": "user", "content": prompt}], temperature=0, request_id=rid
-                            )
-                        except errors.LLMError as exc:
-                            outcome = exc
-                        except BaseException as exc:  # anything else escaping is a bug
-                            outcome = ("escaped", exc)
-                        elapsed = time.monotonic() - start
-                        with lock:
-                            outcomes[rid] = outcome
-                            durations.append(elapsed)
+            def worker(n: int) -> None:
+                rng = random.Random(n)
+                for i in range(CALLS_PER_THREAD):
+                    prompt = f"question {rng.randrange(150)}"  # repeats: the cache gets hits
+                    rid = str(uuid.UUID(int=n * 1000 + i))
+                    start = time.monotonic()
+                    try:
+                        outcome: object = client.chat(
+                            [{"role": "user", "content": prompt}], temperature=0, request_id=rid
+                        )
+                    except errors.LLMError as exc:
+                        outcome = exc
+                    except BaseException as exc:  # anything else escaping is a bug
+                        outcome = ("escaped", exc)
+                    elapsed = time.monotonic() - start
+                    with lock:
+                        outcomes[rid] = outcome
+                        durations.append(elapsed)
 
-                threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join(timeout=120)
-                cached = [client.cache.get_stale(k) for k in list(client.cache._entries)]
-        attempts = srv.attempts
-    finally:
-        import logging
-
-        logging.getLogger("week04_lib").removeHandler(handler)
-        handler.close()
+            threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=120)
+            cached = [client.cache.get_stale(k) for k in list(client.cache._entries)]
+    attempts = srv.attempts
 
     total = THREADS * CALLS_PER_THREAD
     results = [o for o in outcomes.values() if isinstance(o, ChatResult)]

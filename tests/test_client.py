@@ -57,7 +57,8 @@ def test_a_plain_call():
     assert str(uuid.UUID(result.request_id)) == result.request_id and 0 < result.latency_s < 1
     sent = srv.attempts[0]
     assert sent.body == {"model": "fake-mini", "messages": HELLO, "temperature": 0, "max_tokens": 64}
-    assert sent.headers["X-Request-ID"] == sent.headers["Idempotency-Key"] == result.request_id
+    assert sent.headers["X-Request-ID"] == result.request_id
+    assert str(uuid.UUID(sent.headers["Idempotency-Key"])) == sent.headers["Idempotency-Key"]
 
 
 @pytest.mark.parametrize(
@@ -165,7 +166,9 @@ def test_queue_then_drain_bills_once(tmp_path):
         report = client.drain_queue()
         again = client.drain_queue()
     assert report.sent == [rid] and report.results[rid].request_id == rid and again.sent == []
-    assert srv.billed_requests == 1 and srv.attempts[-1].headers["Idempotency-Key"] == rid
+    first, drained = srv.attempts[0], srv.attempts[-1]  # fake-mini both times
+    assert srv.billed_requests == 1 and drained.headers["X-Request-ID"] == rid
+    assert drained.headers["Idempotency-Key"] == first.headers["Idempotency-Key"]
     assert srv.attempts[-1].body["max_tokens"] == 32
 
 
@@ -219,8 +222,8 @@ def test_server_429_pauses_the_limiter_and_is_retried():
     assert time.monotonic() - start >= 0.05
 
 
-def test_one_final_record_per_call_and_no_key_anywhere(tmp_path, log_file):
-    cache_path = tmp_path / "cache.sqlite"
+def test_one_final_record_per_call_and_no_key_anywhere(tmp_path):
+    cache_path, log_file = tmp_path / "cache.sqlite", tmp_path / "own.jsonl"  # the client's own log
     with (
         FakeLLMServer(["ok", "503", "ok", "401"], latency=0, api_key=KEY) as srv,
         client_for(srv, api_key=KEY, cache=f"sqlite:{cache_path}", log_path=str(log_file), max_attempts=2) as client,

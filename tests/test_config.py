@@ -46,7 +46,7 @@ def test_from_env_reads_week04_variables():
     config = ClientConfig.from_env(env)
     assert config.base_url == "http://127.0.0.1:9/v1"
     assert config.api_key == "k1" and config.model == "fake-mini"
-    assert config.fallback_models == ["fake-large", "other"]
+    assert config.fallback_models == ("fake-large", "other")
     assert config.timeouts == Timeouts(3, 7.5, 18)
     assert config.max_attempts == 2 and config.serve_stale is True
     assert config.cache == "sqlite:/tmp/x.sqlite"

@@ -42,18 +42,21 @@ def test_secrets_are_scrubbed_everywhere(log_file):
     assert "sk-secret-123" not in text and text.count("***") == 2
 
 
-def test_log_to_is_once_per_path(log_file):
-    again = log_to(log_file, secrets=["another-key"])
-    emit("attempt", model="another-key")
-    assert "another-key" not in log_file.read_text()
-    assert (
-        sum(
-            getattr(h, "baseFilename", None) == str(log_file.resolve())
-            for h in logging.getLogger("week04_lib").handlers
-        )
-        == 1
-    )
-    assert "another-key" in again.formatter.secrets
+def test_an_owners_handler_keeps_only_that_owners_records(tmp_path):
+    from week04_lib.logs import records_of, stop_logging
+
+    mine, theirs = object(), object()
+    path = tmp_path / "mine.jsonl"
+    handler = log_to(path, owner=mine)
+    try:
+        with records_of(mine):
+            emit("attempt", request_id="mine")
+        with records_of(theirs):
+            emit("attempt", request_id="theirs")
+        emit("attempt", request_id="nobody's")
+    finally:
+        stop_logging(handler)
+    assert [json.loads(line)["request_id"] for line in path.read_text().splitlines()] == ["mine"]
 
 
 def test_retries_are_logged_as_json(log_file):

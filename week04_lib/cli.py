@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import replace
@@ -112,9 +113,10 @@ def _chat(args: argparse.Namespace) -> int:
         print(json.dumps(shown, indent=2))
     else:
         print(result.text)
+        cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.6f}"
         print(
             f"[{result.model}, {result.attempts} attempt(s), {result.latency_s:.2f}s, "
-            f"{result.usage.total_tokens} tokens, ${result.cost_usd or 0:.6f}"
+            f"{result.usage.total_tokens} tokens, {cost}"
             f"{', cached' if result.cached else ''}{', stale' if result.stale else ''}]",
             file=sys.stderr,
         )
@@ -124,8 +126,10 @@ def _chat(args: argparse.Namespace) -> int:
 def _logs(args: argparse.Namespace) -> int:
     from .logs import format_summary, read_logs, summarize
 
-    if not os.path.exists(args.path):
-        raise errors.InvalidRequest(f"no log file at {args.path}")
+    if not os.path.isfile(args.path):
+        raise errors.InvalidRequest(
+            f"no log file at {args.path}" + (" (a directory)" if os.path.isdir(args.path) else "")
+        )
     summary = summarize(read_logs(args.path))
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
     return EXIT_OK
@@ -138,6 +142,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(argv[1:])
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings(record=True) as said:  # one line each, not Python's two
+        warnings.simplefilter("default")
+        code = _run(args)
+    for warning in said:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.command == "checklist":
             from .checklist import main as checklist

@@ -28,19 +28,18 @@ from typing import Any
 from . import errors
 from .cache import cache_key, cacheable, open_cache, storable
 from .circuit import CircuitBreakers
-from .config import ClientConfig
+from .config import ClientConfig, Timeouts
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
-from .logs import log_to, stop_logging
+from .logs import log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
+from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
-from .transport import Completion, Transport, Usage, completion_from_json, encode_json
+from .transport import Completion, Transport, Usage, completion_from_json
 
 __all__ = ["ChatResult", "LLMClient"]
 
 log = logging.getLogger("week04_lib.client")
-ROLES = ("system", "developer", "user", "assistant", "tool", "function")
-RANGES = {"temperature": (0, 2), "top_p": (0, 1), "presence_penalty": (-2, 2), "frequency_penalty": (-2, 2)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,8 @@ class ChatResult:
     cost_usd: float | None
     finish_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # the first choice's
+    choices: list[dict[str, Any]] = field(default_factory=list, repr=False)  # all of them (n > 1)
 
 
 @dataclass
@@ -70,48 +71,14 @@ class _Call:
     params: dict[str, Any]
     deadline: float
     started: float
+    options: CallOptions
     attempts: int = 0
     model: str = ""
 
-
-def validate(messages: Any, params: Mapping[str, Any]) -> None:
-    """Bad input is an ``InvalidRequest`` (a ValueError) that says what to fix."""
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise errors.InvalidRequest("messages must be a non-empty list like [{'role': 'user', 'content': 'hi'}]")
-    for i, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise errors.InvalidRequest(f"messages[{i}] must be a dict with 'role' and 'content'")
-        if message.get("role") not in ROLES:
-            raise errors.InvalidRequest(f"messages[{i}]['role'] must be one of {', '.join(ROLES)}")
-        content = message.get("content")
-        if content is None and not message.get("tool_calls"):
-            raise errors.InvalidRequest(f"messages[{i}] has no 'content'")
-        if content is not None and not isinstance(content, (str, list)):
-            raise errors.InvalidRequest(f"messages[{i}]['content'] must be text (or a list of parts)")
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = params.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise errors.InvalidRequest(f"{name} must be a positive whole number, got {value!r}")
-    for name, (low, high) in RANGES.items():
-        value = params.get(name)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high
-        ):
-            raise errors.InvalidRequest(f"{name} must be a number from {low} to {high}, got {value!r}")
-    if params.get("stream"):
-        raise errors.InvalidRequest("stream=True is not supported by LLMClient.chat; it returns whole answers")
-    encode_json({"messages": list(messages), **params}, "the messages and parameters")
-
-
-def check_request_id(request_id: Any) -> None:
-    """A caller's own request id must be a UUID, as ours are: some servers (llama.cpp's
-    Python server) refuse any other ``X-Request-ID``, and it goes in two headers."""
-    try:
-        ok = isinstance(request_id, str) and str(uuid.UUID(request_id)) == request_id.lower()
-    except ValueError:
-        ok = False
-    if not ok:
-        raise errors.InvalidRequest("request_id must be a UUID string such as str(uuid.uuid4())")
+    def idempotency_key(self, model: str) -> str:
+        """One key per (logical call, model): the same on every retry and drain, but a
+        fallback model's request (another body) never reuses the primary's key."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"week04:{self.request_id}/{model}"))
 
 
 class LLMClient:
@@ -143,16 +110,19 @@ class LLMClient:
         )
         self.cache = open_cache(config.cache, config.cache_ttl_s)
         self.breakers = CircuitBreakers(failures=config.breaker_failures, reset_s=config.breaker_reset_s, clock=clock)
-        self.queue = DurableQueue(config.queue_path) if config.queue_path else None
+        # a claim outlives any one send (else another drain would send it too)
+        lease_s = max(60.0, 2 * config.timeouts.total)
+        self.queue = DurableQueue(config.queue_path, lease_s=lease_s) if config.queue_path else None
         self._log_handler: logging.Handler | None = None
         if config.log_path:
-            self._log_handler = log_to(config.log_path, secrets=[config.api_key] if config.api_key else [])
+            secrets = [config.api_key] if config.api_key else []
+            self._log_handler = log_to(config.log_path, secrets=secrets, owner=self)  # this client's records only
 
     def __repr__(self) -> str:
         return f"LLMClient({self.config!r})"
 
     def close(self) -> None:
-        """Close the connections, and the log file if no other client writes to it."""
+        """Close the connections and this client's log file."""
         self.transport.close()
         handler, self._log_handler = self._log_handler, None
         if handler is not None:
@@ -172,11 +142,20 @@ class LLMClient:
         *,
         model: str | None = None,
         request_id: str | None = None,
+        timeout: float | Timeouts | None = None,
+        max_attempts: int | None = None,
+        cache: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> ChatResult:
         """Send ``messages`` (with OpenAI parameters such as temperature, max_tokens) and
-        return a ``ChatResult``, or raise an ``LLMError`` (or ``InvalidRequest``)."""
+        return a ``ChatResult``, or raise an ``LLMError`` (or ``InvalidRequest``).
+
+        Per-call options, never sent in the body: ``timeout`` (seconds for the whole call,
+        or a ``Timeouts``), ``max_attempts``, ``cache=False`` (neither read nor write it),
+        ``extra_headers``. ``model`` asks for that model only (no fallbacks)."""
         validate(messages, params)
+        options = call_options(self.config, timeout, max_attempts, cache, extra_headers)
         if request_id is not None:
             check_request_id(request_id)
         started = self.clock()
@@ -184,14 +163,19 @@ class LLMClient:
             request_id or new_request_id(),
             [dict(m) for m in messages],
             params,
-            started + self.config.timeouts.total,
+            started + options.timeouts.total,
             started,
+            options,
         )
-        models = [model or self.config.model, *[m for m in self.config.fallback_models if m != model]]
+        models = [model] if model else [self.config.model, *self.config.fallback_models]
+        with records_of(self):
+            return self._call(call, models, explicit_model=model)
+
+    def _call(self, call: _Call, models: list[str], explicit_model: str | None) -> ChatResult:
         result: ChatResult | None = None
         failure: BaseException | None = None
         try:
-            result = self._first_answer(call, models)
+            result = self._first_answer(call, models, explicit_model)
             return result
         except errors.LLMError as exc:
             failure = exc
@@ -209,11 +193,11 @@ class LLMClient:
         finally:  # exactly one final record per call, however it ended
             self._log_final(call, result=result, error=failure)
 
-    def _first_answer(self, call: _Call, models: list[str]) -> ChatResult:
+    def _first_answer(self, call: _Call, models: list[str], explicit_model: str | None) -> ChatResult:
         try:
             return first_success(models, lambda m: self._from_model(call, m), request_id=call.request_id)[1]
         except errors.AllModelsFailed as exc:
-            return self._degrade(call, models, exc)
+            return self._degrade(call, models, exc, explicit_model)
 
     def _payload(self, call: _Call, model: str) -> dict[str, Any]:
         return {"model": model, "messages": call.messages, **call.params}
@@ -221,9 +205,10 @@ class LLMClient:
     def _from_model(self, call: _Call, model: str) -> ChatResult:
         call.model = model
         payload = self._payload(call, model)
-        cache = self.cache if cacheable(payload, allow_sampled=self.config.cache_sampled)[0] else None
+        use_cache = call.options.use_cache and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
+        cache = self.cache if use_cache else None
         key = cache_key(payload, self.config.base_url) if cache is not None else ""
-        if cache is not None and (hit := cache.get(key)) is not None:
+        if cache is not None and (hit := cache.get(key, wait_s=call.deadline - self.clock())) is not None:
             log.info(
                 "cache hit",
                 extra={
@@ -235,19 +220,43 @@ class LLMClient:
                 },
             )
             return self._result(call, completion_from_json(hit["completion"]), cached=True)
-        # the breaker hears how the call went, and is released whatever escapes
-        done = self.breakers[model].call(
-            lambda: self.retry.call(
+        done = self._through_breaker(call, model, payload)
+        result = self._result(call, done)
+        if cache is not None and storable(done.raw):
+            cache.put(
+                key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0}, wait_s=call.deadline - self.clock()
+            )
+        return result
+
+    def _through_breaker(self, call: _Call, model: str, payload: dict[str, Any]) -> Completion:
+        """Retries under the model's breaker, which hears only of requests really sent
+        (no news if the deadline or our own limiter stopped the call first), and is
+        released whatever escapes."""
+        breaker = self.breakers[model]
+        try:
+            ticket = breaker.allow()
+        except errors.CircuitOpen as exc:
+            raise _with_context(exc, call, model) from None
+        sent = call.attempts
+        try:
+            done = self.retry.call(
                 lambda n: self._attempt(call, payload, n),
                 deadline=call.deadline,
                 request_id=call.request_id,
                 model=model,
+                max_attempts=call.options.max_attempts,
             )
-        )
-        result = self._result(call, done)
-        if cache is not None and storable(done.raw):
-            cache.put(key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0})
-        return result
+        except errors.LLMError as exc:
+            if call.attempts == sent:
+                breaker.abandon(ticket)
+            else:
+                breaker.record_failure(exc, ticket)
+            raise
+        except BaseException:
+            breaker.abandon(ticket)
+            raise
+        breaker.record_success(ticket)
+        return done
 
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
@@ -255,21 +264,26 @@ class LLMClient:
                 "no time left for another attempt", request_id=call.request_id, model=payload["model"], attempt=attempt
             )
         model = payload["model"]
-        permit = (
-            self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), call.deadline)
-            if self.limiter
-            else contextlib.nullcontext()
-        )
+        try:
+            permit = (
+                self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), call.deadline)
+                if self.limiter
+                else contextlib.nullcontext()
+            )
+        except errors.LLMError as exc:  # our own limiter: say which call it stopped
+            raise _with_context(exc, call, model, attempt) from None
         with permit:
             call.attempts += 1  # counted once a request is really about to go
             started = self.clock()
             try:
                 done = self.transport.chat(
                     payload,
-                    timeouts=self.config.timeouts,
+                    timeouts=call.options.timeouts,
                     deadline=call.deadline,
                     request_id=call.request_id,
                     attempt=attempt,
+                    idempotency_key=call.idempotency_key(model),
+                    extra_headers=call.options.extra_headers,
                 )
             except errors.LLMError as exc:
                 if self.limiter and isinstance(exc, errors.RateLimited):
@@ -296,18 +310,24 @@ class LLMClient:
             cost_usd=0.0 if free else cost_usd(done.model or call.model, done.usage),
             finish_reason=done.finish_reason,
             raw=done.raw,
+            tool_calls=done.tool_calls,
+            choices=done.choices,
         )
 
-    def _degrade(self, call: _Call, models: list[str], failure: errors.AllModelsFailed) -> ChatResult:
+    def _degrade(
+        self, call: _Call, models: list[str], failure: errors.AllModelsFailed, explicit_model: str | None
+    ) -> ChatResult:
         """Every model failed: an earlier answer if allowed, else the queue if set, else raise."""
-        if self.config.serve_stale and self.cache is not None:
+        if self.config.serve_stale and self.cache is not None and call.options.use_cache:
             for model in models:
-                found = stale_answer(self.cache, cache_key(self._payload(call, model), self.config.base_url))
+                key = cache_key(self._payload(call, model), self.config.base_url)
+                found = stale_answer(self.cache, key, wait_s=call.deadline - self.clock())
                 if found is not None:
                     call.model = model
                     return self._result(call, completion_from_json(found["completion"]), stale=True)
         if self.queue is not None:
-            request = {"messages": call.messages, "params": call.params, "model": models[0]}
+            # the model only if the caller chose one: a drain may use the whole chain
+            request = {"messages": call.messages, "params": call.params, "model": explicit_model}
             self.queue.enqueue(call.request_id, request)
             raise errors.QueuedForLater(
                 f"{failure.message}; queued as {call.request_id}, send it later with drain_queue()",
@@ -397,3 +417,11 @@ class LLMClient:
 
 def _prompt_len(call: _Call) -> int:
     return sum(len(str(m.get("content") or "")) for m in call.messages)
+
+
+def _with_context(exc: errors.LLMError, call: _Call, model: str, attempt: int | None = None) -> errors.LLMError:
+    """Fill in what an error raised outside the transport (breaker, limiter) lacks."""
+    exc.request_id = exc.request_id or call.request_id
+    exc.model = exc.model or model
+    exc.attempt = exc.attempt if exc.attempt is not None else attempt
+    return exc

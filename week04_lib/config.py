@@ -6,10 +6,12 @@ Taught in notebook 01, section 1.3 (timeouts) and notebook 05 (the whole config)
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,6 +55,21 @@ def check_base_url(url: Any) -> str:
     return text.rstrip("/")
 
 
+def check_file_path(path: str | os.PathLike[str], what: str) -> Path:
+    """A path that can hold a file (a cache, a queue), or InvalidRequest saying why not."""
+    found = Path(path)
+    if found.is_dir():
+        raise InvalidRequest(
+            f"{what} {str(found)!r} is a directory; name a file in it, e.g. {str(found / 'week04.sqlite')!r}"
+        )
+    if not found.parent.is_dir():
+        problem = "is not a folder" if found.parent.exists() else "does not exist"
+        raise InvalidRequest(
+            f"{what} {str(found)!r}: {str(found.parent)!r} {problem}; create the folder or choose another"
+        )
+    return found
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds. ``connect``: TCP set-up; ``read``: the longest silence between bytes;
@@ -66,7 +83,7 @@ class Timeouts:
     def __post_init__(self) -> None:
         for name in ("connect", "read", "total"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
                 raise InvalidRequest(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
 
     @classmethod
@@ -81,14 +98,75 @@ def _timeouts_default() -> Timeouts:
     return Timeouts.preset("standard")
 
 
-@dataclass
+def _fallbacks(value: Any, primary: str) -> tuple[str, ...]:
+    """None, "a,b" or a list of names: a tuple without repeats or the primary."""
+    if value is None:
+        return ()
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise InvalidRequest(f"fallback_models must be a list of model names, got {value!r}")
+    cleaned = [n.strip() for n in names if n.strip() and n.strip() != primary]
+    return tuple(dict.fromkeys(cleaned))
+
+
+def _whole(low: int, high: int | None = None, optional: bool = False) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if not whole or value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            none = " or None" if optional else ""
+            raise InvalidRequest(f"{name} must be a whole number {bound}{none}, got {value!r}")
+
+    return check
+
+
+def _number(low: float, *, above: bool = False, optional: bool = False) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value is None and optional:
+            return
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < low or (above and value == low):
+            bound = f"{'above' if above else 'at least'} {low:g}"
+            none = " or None" if optional else ""
+            raise InvalidRequest(f"{name} must be a finite number {bound}{none}, got {value!r}")
+
+    return check
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be True or False, got {value!r}")
+
+
+# ClientConfig's fields and what each accepts (the rest is checked in __post_init__).
+FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
+    "max_attempts": _whole(1, 100),
+    "backoff_base": _number(0),
+    "backoff_cap": _number(0),
+    "retry_budget": _number(0, optional=True),
+    "rpm": _whole(1, optional=True),
+    "tpm": _whole(1, optional=True),
+    "max_concurrency": _whole(1, optional=True),
+    "cache_ttl_s": _number(0, above=True, optional=True),
+    "cache_sampled": _flag,
+    "breaker_failures": _whole(1),
+    "breaker_reset_s": _number(0, above=True),
+    "serve_stale": _flag,
+    "max_response_bytes": _whole(1024),
+}
+
+
+@dataclass(frozen=True)
 class ClientConfig:
-    """Everything ``LLMClient`` needs. ``repr`` never shows the API key."""
+    """Everything ``LLMClient`` needs, checked field by field when made, then immutable
+    (``dataclasses.replace`` makes a changed copy). ``repr`` never shows the API key."""
 
     base_url: str = "https://api.openai.com/v1"
     api_key: str | None = field(default=None, repr=False)
     model: str = "gpt-4o-mini"
-    fallback_models: list[str] = field(default_factory=list)
+    fallback_models: tuple[str, ...] = ()
     timeouts: Timeouts = field(default_factory=_timeouts_default)
     max_attempts: int = 4
     backoff_base: float = 0.5
@@ -108,30 +186,32 @@ class ClientConfig:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
     def __post_init__(self) -> None:
-        self.base_url = check_base_url(self.base_url)
+        def settle(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)  # frozen: only __post_init__ may
+
+        settle("base_url", check_base_url(self.base_url))
         if self.api_key is not None:
             check_header_value("api_key", self.api_key)
-        if not self.model:
-            raise InvalidRequest("model must be a non-empty string")
-        if isinstance(self.fallback_models, str):
-            self.fallback_models = [m.strip() for m in self.fallback_models.split(",") if m.strip()]
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InvalidRequest(f"model must be a non-empty string, got {self.model!r}")
+        settle("fallback_models", _fallbacks(self.fallback_models, self.model))
         if not isinstance(self.timeouts, Timeouts):
             raise InvalidRequest("timeouts must be a Timeouts (e.g. Timeouts.preset('standard'))")
-        if self.max_attempts < 1:
-            raise InvalidRequest(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff_base < 0 or self.backoff_cap < self.backoff_base:
-            raise InvalidRequest("need 0 <= backoff_base <= backoff_cap")
-        if self.retry_budget is not None and self.retry_budget < 0:
-            raise InvalidRequest(f"retry_budget must be >= 0 or None (off), got {self.retry_budget}")
-        for name in ("rpm", "tpm", "max_concurrency", "cache_ttl_s"):
+        for name, rule in FIELD_RULES.items():
+            rule(name, getattr(self, name))
+        if self.backoff_cap < self.backoff_base:
+            raise InvalidRequest(
+                f"backoff_cap must be at least backoff_base ({self.backoff_base}), got {self.backoff_cap}"
+            )
+        for name in ("log_path", "queue_path"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise InvalidRequest(f"{name} must be positive or None, got {value}")
-        if isinstance(self.max_response_bytes, bool) or not isinstance(self.max_response_bytes, int):
-            raise InvalidRequest(f"max_response_bytes must be a whole number, got {self.max_response_bytes!r}")
-        if self.max_response_bytes < 1024:
-            raise InvalidRequest(f"max_response_bytes must be at least 1024, got {self.max_response_bytes}")
-        if self.cache not in (None, "memory") and not str(self.cache).startswith("sqlite:"):
+            if value is not None:
+                if not isinstance(value, (str, os.PathLike)) or not str(value):
+                    raise InvalidRequest(f"{name} must be a file path or None, got {value!r}")
+                settle(name, os.fspath(value))
+        if self.cache not in (None, "memory") and not (
+            isinstance(self.cache, str) and self.cache.startswith("sqlite:")
+        ):
             raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {self.cache!r}")
 
     def __repr__(self) -> str:
@@ -154,6 +234,8 @@ class ClientConfig:
                 values[name] = parse(raw)
             except ValueError as exc:
                 raise InvalidRequest(f"{variable}={raw!r} is not valid: {exc}") from None
+            if name in FIELD_RULES:  # name the variable, not the field, in the message
+                FIELD_RULES[name](variable, values[name])
         values.setdefault("api_key", env.get("OPENAI_API_KEY") or None)
         if env.get("OPENAI_BASE_URL"):
             values.setdefault("base_url", env["OPENAI_BASE_URL"])

@@ -6,22 +6,18 @@ Taught in notebook 03, sections 3.5 to 3.7, after the course's three moves:
 - a non-critical call -> an earlier answer, marked stale (``stale_answer``; any store
   with ``get(key)`` will do: a dict here, part 04's caches later);
 - a batch workload -> queued on disk for later (``DurableQueue``), then replayed with
-  the same request id, so a provider that honours idempotency keys bills it once.
+  the same request id, so a provider that honours idempotency keys bills it once. The
+  queue lives in ``week04_lib.queue``; its names stay importable from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import sqlite3
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 from . import errors
+from .queue import DrainReport, DurableQueue, QueuedRequest
 
 __all__ = ["DrainReport", "DurableQueue", "QueuedRequest", "first_success", "stale_answer"]
 
@@ -66,111 +62,10 @@ class Store(Protocol):
     def get(self, key: str) -> Any: ...
 
 
-def stale_answer(store: Store | None, key: str) -> Any | None:
+def stale_answer(store: Store | None, key: str, **options: Any) -> Any | None:
     """An earlier answer for ``key``, or None. The caller marks it stale. A store with
-    ``get_stale`` (part 04's caches) is asked for entries past their TTL too."""
+    ``get_stale`` (part 04's caches) is asked for entries past their TTL too; ``options``
+    (such as ``wait_s``) are passed on to it."""
     if store is None:
         return None
-    return getattr(store, "get_stale", store.get)(key)
-
-
-@dataclass(frozen=True)
-class QueuedRequest:
-    request_id: str
-    request: dict[str, Any]
-    enqueued_at: float
-    tries: int = 0
-    last_error: str | None = None
-
-
-@dataclass
-class DrainReport:
-    sent: list[str] = field(default_factory=list)  # request ids answered and marked done
-    failed: dict[str, str] = field(default_factory=dict)  # request id -> error, still queued
-    results: dict[str, Any] = field(default_factory=dict)  # request id -> what send returned
-
-
-class DurableQueue:
-    """Requests kept on disk (SQLite, fsynced on every commit) until a drain sends them.
-
-    ``enqueue`` returns only once the request is durable, so nothing queued is lost if the
-    process dies afterwards. Enqueueing the same request id twice keeps one copy. Safe
-    from several threads and processes (one short-lived connection per operation).
-    """
-
-    def __init__(self, path: str | Path, *, timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
-        self.timeout_s = timeout_s
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS queue (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "request_id TEXT UNIQUE NOT NULL, request TEXT NOT NULL, enqueued_at REAL NOT NULL, "
-                "tries INTEGER NOT NULL DEFAULT 0, last_error TEXT, done_at REAL)"
-            )
-
-    def __repr__(self) -> str:
-        return f"DurableQueue({str(self.path)!r}, pending={len(self)})"
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=self.timeout_s)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")  # a commit is on disk before it returns
-            with db:  # one transaction: commit, or roll back on error
-                yield db
-        finally:
-            db.close()
-
-    def enqueue(self, request_id: str, request: Mapping[str, Any]) -> bool:
-        """Keep ``request`` for later. False if this request id is already queued or done."""
-        body = json.dumps(request)  # not JSON-serialisable: TypeError now, not at drain time
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO queue (request_id, request, enqueued_at) VALUES (?, ?, ?)",
-                (request_id, body, time.time()),
-            )
-            added = cursor.rowcount == 1
-        if added:
-            log.info("queued %s", request_id, extra={"event": "queued", "request_id": request_id})
-        return added
-
-    def pending(self) -> list[QueuedRequest]:
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT request_id, request, enqueued_at, tries, last_error FROM queue "
-                "WHERE done_at IS NULL ORDER BY seq"
-            ).fetchall()
-        return [QueuedRequest(rid, json.loads(body), at, tries, err) for rid, body, at, tries, err in rows]
-
-    def __len__(self) -> int:
-        with self._connect() as db:
-            return db.execute("SELECT COUNT(*) FROM queue WHERE done_at IS NULL").fetchone()[0]
-
-    def drain(self, send: Callable[[str, dict[str, Any]], Any]) -> DrainReport:
-        """Call ``send(request_id, request)`` for every pending request, oldest first, and
-        mark each done once it returns. An ``LLMError`` leaves the request queued for the
-        next drain. If the process dies between a send and its mark, the next drain sends
-        it again with the same request id: the idempotency key makes that a replay."""
-        report = DrainReport()
-        for item in self.pending():
-            try:
-                report.results[item.request_id] = send(item.request_id, item.request)
-            except errors.LLMError as exc:
-                report.failed[item.request_id] = f"{type(exc).__name__}: {exc}"
-                self._mark(item.request_id, error=report.failed[item.request_id])
-                continue
-            self._mark(item.request_id, error=None)
-            report.sent.append(item.request_id)
-        return report
-
-    def _mark(self, request_id: str, *, error: str | None) -> None:
-        with self._connect() as db:
-            if error is None:
-                db.execute(
-                    "UPDATE queue SET done_at = ?, tries = tries + 1 WHERE request_id = ?", (time.time(), request_id)
-                )
-            else:
-                db.execute(
-                    "UPDATE queue SET tries = tries + 1, last_error = ? WHERE request_id = ?", (error, request_id)
-                )
+    return getattr(store, "get_stale", store.get)(key, **options)

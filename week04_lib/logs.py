@@ -14,13 +14,28 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FIELDS", "JsonFormatter", "format_summary", "log_to", "read_logs", "stop_logging", "summarize"]
+from .errors import InvalidRequest
+
+__all__ = [
+    "FIELDS",
+    "JsonFormatter",
+    "format_summary",
+    "log_to",
+    "read_logs",
+    "records_of",
+    "stop_logging",
+    "summarize",
+]
 
 FIELDS = (
     "ts",
@@ -66,39 +81,76 @@ class JsonFormatter(logging.Formatter):
         return line
 
 
-_users: dict[logging.Handler, int] = {}  # handler -> how many log_to calls hold it
+# The client whose call is running in this thread (or task): a client's handler keeps
+# only its own records, so two clients with two log files never write into each other's.
+_calling: ContextVar[object | None] = ContextVar("week04_lib_calling", default=None)
 
 
-def log_to(path: str | Path, *, level: int = logging.INFO, secrets: Iterable[str] = ()) -> logging.Handler:
-    """Append the package's records to ``path`` as JSON lines (once per path; later calls
-    add their secrets to the same handler). Give the handler back with ``stop_logging``."""
+@contextmanager
+def records_of(owner: object) -> Iterator[None]:
+    """Mark the records logged inside this block as ``owner``'s (LLMClient does, per call)."""
+    token = _calling.set(owner)
+    try:
+        yield
+    finally:
+        _calling.reset(token)
+
+
+class _OwnerFilter(logging.Filter):
+    def __init__(self, owner: object) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _calling.get() is self.owner
+
+
+def log_to(
+    path: str | Path, *, level: int = logging.INFO, secrets: Iterable[str] = (), owner: object | None = None
+) -> logging.Handler:
+    """Append the package's records (only ``owner``'s, if given) to ``path`` as JSON
+    lines. Give the handler back with ``stop_logging``."""
     logger = logging.getLogger(ROOT)
-    target = str(Path(path).resolve())
+    try:
+        handler: logging.Handler = _QuietFileHandler(str(Path(path).resolve()), encoding="utf-8")
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write the log file {path}: {exc.strerror or exc}") from None
+    handler.setFormatter(JsonFormatter(secrets))
+    if owner is not None:
+        handler.addFilter(_OwnerFilter(owner))
     with _lock:
-        for handler in logger.handlers:
-            if isinstance(handler, logging.FileHandler) and handler.baseFilename == target:
-                if isinstance(handler.formatter, JsonFormatter):
-                    handler.formatter.secrets.update(s for s in secrets if s)
-                _users[handler] = _users.get(handler, 0) + 1
-                return handler
-        handler = logging.FileHandler(target, encoding="utf-8")
-        handler.setFormatter(JsonFormatter(secrets))
+        if not _ours(logger):  # the first of ours: remember the level to give back
+            logger.week04_level_before = logger.level  # type: ignore[attr-defined]
         logger.addHandler(handler)
-        _users[handler] = 1
         if logger.level == logging.NOTSET or logger.level > level:
             logger.setLevel(level)
-        return handler
+    return handler
+
+
+class _QuietFileHandler(logging.FileHandler):
+    """A log that cannot be written (disk full, file gone) never fails a call and never
+    prints a traceback: one warning, then the records are dropped."""
+
+    warned = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.warned:
+            self.warned = True
+            problem = sys.exc_info()[1]
+            warnings.warn(f"cannot write the log {self.baseFilename} ({problem}); going on without it", stacklevel=2)
+
+
+def _ours(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)]
 
 
 def stop_logging(handler: logging.Handler) -> None:
-    """Undo one ``log_to``: the file is closed when its last user stops."""
+    """Undo one ``log_to``: close its file; the last one gives back the logger's level."""
+    logger = logging.getLogger(ROOT)
     with _lock:
-        left = _users.get(handler, 1) - 1
-        if left > 0:
-            _users[handler] = left
-            return
-        _users.pop(handler, None)
-        logging.getLogger(ROOT).removeHandler(handler)
+        logger.removeHandler(handler)
+        if not _ours(logger):
+            logger.setLevel(getattr(logger, "week04_level_before", logging.NOTSET))
     handler.close()
 
 
@@ -129,13 +181,14 @@ def summarize(frame: Any) -> dict[str, Any]:
     latency = finals["latency_s"].astype(float)
     attempts = int((frame["event"] == "attempt").sum())
     by_model = {}
-    for model, group in finals.groupby(finals["model"].fillna("(none)")):
+    models = finals["model"].map(lambda m: "(none)" if m is None or m != m else str(m))  # any JSON value
+    for model, group in finals.groupby(models):
         group_ok = group["success"].fillna(False).astype(bool)
         by_model[model] = {
             "calls": len(group),
             "error_rate": round(1 - group_ok.mean(), 4),
             "p95_latency_s": round(float(group["latency_s"].astype(float).quantile(0.95)), 3),
-            "cost_usd": round(float(group["cost_usd"].fillna(0).astype(float).sum()), 6),
+            **_costs(group),
         }
     return {
         "calls": calls,
@@ -152,8 +205,23 @@ def summarize(frame: Any) -> dict[str, Any]:
         "cache_hit_rate": round(float(finals["cache_hit"].fillna(False).astype(bool).mean()), 4),
         "tokens_in": int(finals["tokens_in"].fillna(0).sum()),
         "tokens_out": int(finals["tokens_out"].fillna(0).sum()),
-        "cost_usd": round(float(finals["cost_usd"].fillna(0).astype(float).sum()), 6),
+        **_costs(finals),
     }
+
+
+def _costs(finals: Any) -> dict[str, Any]:
+    """The known cost, and how many answered calls have none (an unpriced model, or no
+    usable usage from the server): those are unknown, never counted as $0."""
+    ok = finals["success"].fillna(False).astype(bool)
+    unknown = int((ok & finals["cost_usd"].isna()).sum())
+    return {"cost_usd": round(float(finals["cost_usd"].dropna().astype(float).sum()), 6), "unknown_cost_calls": unknown}
+
+
+def _cost_text(row: dict[str, Any]) -> str:
+    known, unknown = row["cost_usd"], row.get("unknown_cost_calls", 0)
+    if not unknown:
+        return f"${known:.4f}"
+    return f"${known:.4f} + unknown ({unknown} calls)" if known else f"unknown ({unknown} calls)"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -165,12 +233,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"success {summary['success_rate']:.1%}, error {summary['error_rate']:.1%}, "
         f"{summary['attempts_per_call']} attempts per call, cache hits {summary['cache_hit_rate']:.1%}",
         f"latency p50 {summary['latency_p50_s']}s  p95 {summary['latency_p95_s']}s  p99 {summary['latency_p99_s']}s",
-        f"tokens in {summary['tokens_in']}, out {summary['tokens_out']}, cost ${summary['cost_usd']:.4f}",
+        f"tokens in {summary['tokens_in']}, out {summary['tokens_out']}, cost {_cost_text(summary)}",
         "errors by type: " + (", ".join(f"{k} {v}" for k, v in summary["errors_by_type"].items()) or "none"),
     ]
     for model, row in summary["by_model"].items():
         lines.append(
             f"  {model}: {row['calls']} calls, error {row['error_rate']:.1%}, "
-            f"p95 {row['p95_latency_s']}s, ${row['cost_usd']:.4f}"
+            f"p95 {row['p95_latency_s']}s, {_cost_text(row)}"
         )
     return "\n".join(lines)

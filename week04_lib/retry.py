@@ -192,14 +192,18 @@ class RetryPolicy:
         deadline: float | None = None,
         request_id: str | None = None,
         model: str | None = None,
+        max_attempts: int | None = None,
     ) -> T:
-        """Run ``fn(attempt_number)`` until it succeeds, a permanent error, or a stop."""
+        """Run ``fn(attempt_number)`` until it succeeds, a permanent error, or a stop
+        (``max_attempts`` overrides the policy's for this call)."""
         if self.budget is not None:
             self.budget.record_call()
         budget_stop = stop_when_budget_spent(self.budget)
         retrying = tenacity.Retrying(
             retry=retry_if_worth_it,
-            stop=tenacity.stop_after_attempt(self.max_attempts) | stop_at_deadline(deadline, self.clock) | budget_stop,
+            stop=tenacity.stop_after_attempt(max_attempts or self.max_attempts)
+            | stop_at_deadline(deadline, self.clock)
+            | budget_stop,
             wait=self.wait,
             sleep=self.sleep,
             before_sleep=lambda state: _log_retry(state, request_id, model),
@@ -226,6 +230,7 @@ def _give_up(retry_state: tenacity.RetryCallState, budget_refused: bool) -> Any:
             model=error.model,
             attempt=error.attempt,
             status_code=error.status_code,
+            retry_after=getattr(error, "retry_after", None),  # still the server's hint
         ) from error
     raise error
 

@@ -24,12 +24,19 @@ def _parse_latency(text: str) -> float | tuple[float, float]:
     return parts[0] if len(parts) == 1 else (parts[0], parts[1])
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m week04_lib.fakeserver",
         description="Serve a fake OpenAI-compatible API that misbehaves on request.",
     )
-    parser.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--port", type=_port, default=8000, help="port on 127.0.0.1 (0 = any free port)")
     parser.add_argument("--script", default="", help="faults for the first requests, e.g. 503,429:retry-after=1,ok")
     parser.add_argument("--default", default="ok", help="fault once the script is used up (default ok)")
     parser.add_argument("--mix", type=_parse_mix, help="seeded mix instead of the default, e.g. ok=0.8,503=0.2")

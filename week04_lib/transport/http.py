@@ -86,7 +86,9 @@ class Transport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _headers(self, request_id: str | None) -> dict[str, str]:
+    def _headers(
+        self, request_id: str | None, idempotency_key: str | None, extra: Mapping[str, str] | None
+    ) -> dict[str, str]:
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -98,9 +100,11 @@ class Transport:
         if request_id:
             check_header_value("request_id", request_id)
             headers["X-Request-ID"] = request_id
-            if self.idempotency_keys:  # the provider may replay instead of redoing (and rebilling)
-                headers["Idempotency-Key"] = request_id
-        return headers
+        key = idempotency_key or request_id
+        if key and self.idempotency_keys:  # the provider may replay instead of redoing (and rebilling)
+            check_header_value("idempotency_key", key)
+            headers["Idempotency-Key"] = key
+        return {**headers, **(extra or {})}
 
     def _scrub(self, exc: errors.LLMError) -> errors.LLMError:
         """A provider may echo the key in an error message: never pass it on."""
@@ -118,8 +122,12 @@ class Transport:
         deadline: float | None = None,
         request_id: str | None = None,
         attempt: int | None = None,
+        idempotency_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> Completion:
         """POST ``payload`` to ``/chat/completions``; return a Completion or raise an LLMError.
+
+        ``idempotency_key`` defaults to ``request_id``; ``extra_headers`` are added last.
 
         ``deadline`` is a ``clock()`` time the attempt must end by (default: now +
         ``timeouts.total``). Past it, the connection is closed and DeadlineExceeded raised.
@@ -130,7 +138,7 @@ class Transport:
             deadline = start + timeouts.total
         context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
         body = encode_json(payload)
-        headers = self._headers(request_id)
+        headers = self._headers(request_id, idempotency_key, extra_headers)
         try:
             return self._attempt(body, headers, timeouts, deadline, start, context)
         except errors.LLMError as exc:

@@ -76,6 +76,8 @@ class Completion:
     latency_s: float
     headers: dict[str, str] = field(repr=False)
     raw: dict[str, Any] = field(repr=False)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # the first choice's
+    choices: list[dict[str, Any]] = field(default_factory=list, repr=False)  # every choice (n > 1)
 
 
 # ------------------------------------------------------------------ Retry-After
@@ -263,9 +265,13 @@ def completion_from_json(
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise errors.InvalidResponse(f"the response has no 'choices': it is {_shape(data)}", **context)
     message = choices[0].get("message") or {}
-    text = message.get("content") if isinstance(message, dict) else None
+    # a chat message's content, or a legacy completion's ``text``
+    text = message.get("content") if isinstance(message, dict) else choices[0].get("text")
+    if text is None and "text" in choices[0]:
+        text = choices[0]["text"]
     if text is not None and not isinstance(text, str):
         raise errors.InvalidResponse(f"choices[0].message.content is {type(text).__name__}, not text", **context)
+    tool_calls = message.get("tool_calls") if isinstance(message, dict) else None
     assert isinstance(data, dict)
     finish = choices[0].get("finish_reason")
     return Completion(
@@ -277,4 +283,6 @@ def completion_from_json(
         latency_s=latency_s,
         headers=dict(headers or {}),
         raw=data,
+        tool_calls=[c for c in tool_calls if isinstance(c, dict)] if isinstance(tool_calls, list) else [],
+        choices=[c for c in choices if isinstance(c, dict)],
     )
