@@ -31,7 +31,7 @@ from .circuit import CircuitBreakers
 from .config import ClientConfig, Timeouts
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
-from .logs import log_to, records_of, stop_logging
+from .logs import attempt_record, final_record, log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
@@ -359,60 +359,20 @@ class LLMClient:
         done: Completion | None = None,
         error: errors.LLMError | None = None,
     ) -> None:
-        if not log.isEnabledFor(logging.INFO):  # nobody listens: skip building the record
-            return
-        log.info(
-            "attempt %s %s",
-            attempt,
-            "ok" if error is None else type(error).__name__,
-            extra={
-                "event": "attempt",
-                "request_id": call.request_id,
-                "model": model,
-                "attempt": attempt,
-                "latency_s": round(self.clock() - started, 6),
-                "success": error is None,
-                "status_code": done.status_code if done else getattr(error, "status_code", None),
-                "error_type": None if error is None else error.error_type,
-                "prompt_len": _prompt_len(call),
-                "tokens_in": done.usage.prompt_tokens if done and done.usage.known else None,
-                "tokens_out": done.usage.completion_tokens if done and done.usage.known else None,
-                "breaker_state": self.breakers[model].state,
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # nobody listens: skip building the record
+            fields = attempt_record(
+                call.request_id, model, attempt, self.clock() - started, _prompt_len(call),
+                self.breakers[model].state, done=done, error=error,
+            )  # fmt: skip
+            log.info("attempt %s %s", attempt, "ok" if error is None else type(error).__name__, extra=fields)
 
     def _log_final(self, call: _Call, *, result: ChatResult | None = None, error: BaseException | None = None) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
-        fields: dict[str, Any] = {
-            "event": "final",
-            "request_id": call.request_id,
-            "model": call.model,
-            "attempt": call.attempts,
-            "latency_s": round(self.clock() - call.started, 6),
-            "prompt_len": _prompt_len(call),
-            "breaker_state": self.breakers[call.model].state if call.model else None,
-        }
-        if result is not None:
-            fields.update(
-                model=result.model,
-                success=True,
-                tokens_in=result.usage.prompt_tokens if result.usage.known else None,
-                tokens_out=result.usage.completion_tokens if result.usage.known else None,
-                cost_usd=result.cost_usd,
-                cache_hit=result.cached or result.stale,
-            )
-        else:
-            fields.update(
-                success=False,
-                status_code=getattr(error, "status_code", None),
-                error_type=getattr(error, "error_type", type(error).__name__),
-                tokens_in=0,
-                tokens_out=0,
-                cost_usd=0.0,
-                cache_hit=False,
-            )
-        log.info("call %s", "ok" if result is not None else f"failed: {type(error).__name__}", extra=fields)
+        if log.isEnabledFor(logging.INFO):
+            fields = final_record(
+                call.request_id, call.model, call.attempts, self.clock() - call.started, _prompt_len(call),
+                self.breakers[call.model].state if call.model else None, result=result, error=error,
+            )  # fmt: skip
+            log.info("call %s", "ok" if result is not None else f"failed: {type(error).__name__}", extra=fields)
 
 
 def _prompt_len(call: _Call) -> int:

@@ -29,6 +29,8 @@ from .errors import InvalidRequest
 __all__ = [
     "FIELDS",
     "JsonFormatter",
+    "attempt_record",
+    "final_record",
     "format_summary",
     "log_to",
     "read_logs",
@@ -152,6 +154,72 @@ def stop_logging(handler: logging.Handler) -> None:
         if not _ours(logger):
             logger.setLevel(getattr(logger, "week04_level_before", logging.NOTSET))
     handler.close()
+
+
+def _tokens(usage: Any) -> tuple[int | None, int | None]:
+    """(in, out), or (None, None) when the server sent no usable counts."""
+    if usage is None or not getattr(usage, "known", True):
+        return None, None
+    return usage.prompt_tokens, usage.completion_tokens
+
+
+def attempt_record(
+    request_id: str, model: str, attempt: int, latency_s: float, prompt_len: int, breaker_state: str | None,
+    *, done: Any = None, error: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The fields of one ``attempt`` record (one HTTP attempt: ``done`` or ``error``)."""
+    tokens_in, tokens_out = _tokens(done.usage if done is not None else None)
+    return {
+        "event": "attempt",
+        "request_id": request_id,
+        "model": model,
+        "attempt": attempt,
+        "latency_s": round(latency_s, 6),
+        "success": error is None,
+        "status_code": done.status_code if done is not None else getattr(error, "status_code", None),
+        "error_type": None if error is None else error.error_type,
+        "prompt_len": prompt_len,
+        "tokens_in": tokens_in,
+        "tokens_out": tokens_out,
+        "breaker_state": breaker_state,
+    }
+
+
+def final_record(
+    request_id: str, model: str, attempts: int, latency_s: float, prompt_len: int, breaker_state: str | None,
+    *, result: Any = None, error: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The fields of the one ``final`` record of a logical call (a ``result`` or an ``error``)."""
+    fields: dict[str, Any] = {
+        "event": "final",
+        "request_id": request_id,
+        "model": model,
+        "attempt": attempts,
+        "latency_s": round(latency_s, 6),
+        "prompt_len": prompt_len,
+        "breaker_state": breaker_state,
+    }
+    if result is not None:
+        tokens_in, tokens_out = _tokens(result.usage)
+        fields.update(
+            model=result.model,
+            success=True,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost_usd=result.cost_usd,
+            cache_hit=result.cached or result.stale,
+        )
+    else:
+        fields.update(
+            success=False,
+            status_code=getattr(error, "status_code", None),
+            error_type=getattr(error, "error_type", type(error).__name__),
+            tokens_in=0,
+            tokens_out=0,
+            cost_usd=0.0,
+            cache_hit=False,
+        )
+    return fields
 
 
 def read_logs(path: str | Path) -> Any:
