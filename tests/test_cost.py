@@ -1,7 +1,10 @@
 import warnings
+from importlib import resources
+from pathlib import Path
 
 import pytest
 
+import week04_lib
 from week04_lib.cost import PRICING_CSV, Pricing, cost_usd
 from week04_lib.transport import Usage
 
@@ -40,3 +43,15 @@ def test_a_bad_table_says_which_row(tmp_path):
     bad.write_text(PRICING_CSV.read_text().splitlines()[0] + "\nx,cheap,1,src,2025-01-01\n")
     with pytest.raises(ValueError, match="bad pricing row"):
         Pricing.load(bad)
+
+
+def test_the_table_is_package_data_and_another_can_be_loaded(tmp_path):
+    """Issue 11, item 1: the table ships inside the package (see test_install for a wheel)."""
+    packaged = resources.files("week04_lib") / "data" / "pricing.csv"
+    assert packaged.is_file() and PRICING_CSV.read_text() == packaged.read_text()
+    assert Path(str(PRICING_CSV)).resolve().parent.parent == Path(week04_lib.__file__).resolve().parent
+    mine = tmp_path / "mine.csv"
+    mine.write_text(PRICING_CSV.read_text().splitlines()[0] + "\nmy-llama,1,2,my invoice,2026-01-01\n")
+    for path in (mine, str(mine)):
+        assert set(Pricing.load(path).prices) == {"my-llama"}
+    assert Pricing.load(mine).cost_usd("my-llama", Usage(1_000_000, 1_000_000)) == pytest.approx(3.0)

@@ -166,6 +166,121 @@ def test_concurrency_slots_and_their_deadline():
     second.release()  # releasing twice is harmless
 
 
+def wait_until(condition, timeout=5.0):
+    ends = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < ends, "timed out waiting for the threads"
+        time.sleep(0.001)
+
+
+def test_concurrency_slots_go_first_come_first_served():
+    """Issue 11, item 11: one slot, four threads each taking it three times in a loop.
+    Each holder lets go only once every other thread is inside ``acquire`` (then a
+    little longer, so each is queued), so a fair limiter serves them in turn: 0 1 2 3
+    0 1 2 3 0 1 2 3. A semaphore lets the holder, asking again at once, take the slot
+    back before the woken waiter runs: 0 0 0 1 1 1 ..."""
+    limiter = RateLimiter(max_concurrency=1)
+    threads_n, rounds = 4, 3
+    grants, lock = [], threading.Lock()
+    asking = [0]  # threads inside acquire
+
+    def worker(i):
+        for _ in range(rounds):
+            with lock:
+                asking[0] += 1
+            permit = limiter.acquire(deadline=time.monotonic() + 30)
+            with lock:
+                asking[0] -= 1
+                grants.append(i)
+                others = sum(1 for j in range(threads_n) if j != i and grants.count(j) < rounds)
+            wait_until(lambda others=others: asking[0] >= others)  # every other thread still at work is asking
+            time.sleep(0.01)  # and has had the time to join the queue
+            permit.release()
+
+    first = limiter.acquire()  # held while the threads arrive one by one, in a known order
+    workers = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads_n)]
+    for n, w in enumerate(workers, 1):
+        w.start()
+        wait_until(lambda n=n: asking[0] == n)
+        time.sleep(0.01)
+    first.release()
+    for w in workers:
+        w.join(10)
+    assert grants == list(range(threads_n)) * rounds
+
+
+def test_an_early_waiter_is_served_before_a_thread_that_keeps_asking():
+    """The issue's symptom in small: one thread calls five times in a loop, another asks
+    once while the first holds the slot. The second must get the slot next, not after
+    the loop (a semaphore serves it last)."""
+    limiter = RateLimiter(max_concurrency=1)
+    order, held, asking = [], threading.Event(), threading.Event()
+
+    def busy():
+        for n in range(5):
+            with limiter.acquire(deadline=time.monotonic() + 10):
+                order.append(f"busy{n}")
+                if n == 0:
+                    held.set()
+                    asking.wait(5)
+                    time.sleep(0.02)  # the patient thread is queued by now
+
+    def patient():
+        held.wait(5)
+        asking.set()
+        with limiter.acquire(deadline=time.monotonic() + 10):
+            order.append("patient")
+
+    threads = [threading.Thread(target=busy), threading.Thread(target=patient)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert order == ["busy0", "patient", "busy1", "busy2", "busy3", "busy4"]
+
+
+def test_a_queued_caller_gives_up_at_its_deadline_and_leaves_the_queue():
+    limiter = RateLimiter(max_concurrency=1)
+    holder = limiter.acquire()
+    outcome = {}
+
+    def hurried():
+        started = time.monotonic()
+        try:
+            limiter.acquire(deadline=started + 0.1)
+        except errors.ClientRateLimited:
+            outcome["hurried"] = time.monotonic() - started
+
+    def patient():
+        with limiter.acquire(deadline=time.monotonic() + 10):
+            outcome["patient"] = True
+
+    first = threading.Thread(target=hurried)
+    first.start()
+    time.sleep(0.02)
+    second = threading.Thread(target=patient)  # queued behind the hurried one
+    second.start()
+    first.join(5)
+    assert 0.09 <= outcome["hurried"] < 1.0  # gave up at its deadline, not before, not much later
+    holder.release()  # the one that gave up must not hold the line
+    second.join(5)
+    assert outcome.get("patient") is True
+    with limiter.acquire(deadline=time.monotonic() + 0.05):  # nobody is left in the queue or holding a slot
+        pass
+
+
+def test_a_deadline_already_past_fails_at_once_when_slots_are_busy():
+    clock = VirtualClock(100)  # a virtual clock that never moves must not keep a waiter for ever
+    limiter = RateLimiter(max_concurrency=1, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    started = time.monotonic()
+    with pytest.raises(errors.ClientRateLimited, match="concurrent"):
+        limiter.acquire(deadline=100)
+    with pytest.raises(errors.ClientRateLimited, match="concurrent"):
+        limiter.acquire(deadline=100.05)  # 0.05 s left on the virtual clock: waited in real time
+    assert time.monotonic() - started < 1.0
+
+
 def test_headers_at_zero_pause_until_reset():
     clock = VirtualClock()
     limiter = RateLimiter(rpm=60, clock=clock, sleep=clock.sleep)
@@ -197,9 +312,25 @@ def test_estimate_counts_the_prompt_and_max_tokens():
     assert estimate_tokens("not a list") == 0
 
 
-def test_bad_limits_are_rejected():
-    with pytest.raises(ValueError):
-        RateLimiter(rpm=0)
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"rpm": 0},
+        {"rpm": float("nan")},
+        {"tpm": float("inf")},
+        {"rpm": "60"},
+        {"max_concurrency": 0},
+        {"max_concurrency": 0.5},
+        {"max_concurrency": float("nan")},
+        {"max_concurrency": True},
+    ],
+)
+def test_bad_limits_are_rejected(limits):
+    with pytest.raises(errors.InvalidRequest):
+        RateLimiter(**limits)
+
+
+def test_a_bucket_needs_a_rate():
     with pytest.raises(ValueError):
         TokenBucket(rate=0, capacity=1)
 

@@ -1,7 +1,9 @@
 """What a call costs: tokens times the model's price per million tokens.
 
-Taught in notebook 04, section 4.7. Prices live in ``data/pricing.csv`` (one row per
-model, with its source and as-of date: prices change, check the source). A dated model
+Taught in notebook 04, section 4.7. Prices live in ``week04_lib/data/pricing.csv`` (one
+row per model, with its source and as-of date: prices change, check the source). The
+table is package data, read with ``importlib.resources``, so an installed wheel finds it
+as a checkout does; ``Pricing.load(path)`` reads another table. A dated model
 name such as ``gpt-4o-mini-2024-07-18`` is priced by its longest listed prefix. An
 unknown model costs ``None`` and one warning per model, never a crash.
 """
@@ -9,16 +11,24 @@ unknown model costs ``None`` and one warning per model, never a crash.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = ["PRICING_CSV", "Price", "Pricing", "cost_usd"]
 
-PRICING_CSV = Path(__file__).resolve().parent.parent / "data" / "pricing.csv"
+# the packaged table: a pathlib.Path for a checkout or a normal install, but only a
+# Traversable (read_text, open, name) is promised, e.g. for a package imported from a zip
+PRICING_CSV: Traversable = resources.files("week04_lib") / "data" / "pricing.csv"
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,11 @@ class Pricing:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | Path = PRICING_CSV) -> Pricing:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+    def load(cls, path: str | os.PathLike[str] | Traversable = PRICING_CSV) -> Pricing:
+        """The packaged table, or the CSV file at ``path`` (same columns)."""
+        source = Path(path) if isinstance(path, (str, os.PathLike)) else path
+        text = source.read_text(encoding="utf-8")
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
         prices = {}
         for row in rows:
             try:
@@ -89,7 +101,7 @@ _default: Pricing | None = None
 
 
 def cost_usd(model: str, usage: Any) -> float | None:
-    """``Pricing.cost_usd`` with the table in ``data/pricing.csv`` (loaded once)."""
+    """``Pricing.cost_usd`` with the packaged table (loaded once)."""
     global _default
     if _default is None:
         _default = Pricing.load()

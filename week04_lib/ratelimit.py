@@ -8,6 +8,8 @@ client meters itself the same way and never sends what the server would refuse:
   the reservation is due (first come, first served; no thundering herd);
 - a wait that would pass the caller's deadline fails at once (``ClientRateLimited``);
 - a 429 pauses the whole limiter for the ``Retry-After`` time, every thread included;
+- concurrency slots go strictly in order of arrival (``FifoSlots``): a thread that
+  releases a slot and asks again queues behind the threads already waiting;
 - the real ``usage`` is reconciled afterwards, and ``x-ratelimit-*`` headers followed.
 
 Thread-safe; ``clock`` and ``sleep`` are injectable for virtual-time tests.
@@ -16,15 +18,17 @@ Thread-safe; ``clock`` and ``sleep`` are injectable for virtual-time tests.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import errors
 
-__all__ = ["Permit", "RateLimiter", "TokenBucket", "estimate_tokens", "parse_duration"]
+__all__ = ["FifoSlots", "Permit", "RateLimiter", "TokenBucket", "estimate_tokens", "parse_duration"]
 
 
 def estimate_prompt_tokens(messages: Any) -> int:
@@ -105,6 +109,85 @@ def parse_duration(text: str) -> float | None:
     return sum(float(n) * scale[u] for n, u in parts)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value: Any, least: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= least
+
+
+class FifoSlots:
+    """``size`` concurrency slots, granted first come, first served.
+
+    A semaphore lets whoever asks when a slot is free take it, so a thread that releases
+    and asks again at once keeps winning against threads woken too late (issue 11: one
+    thread waited 10 s while another finished three calls). Here every caller that
+    cannot have a slot at once joins a queue, and a slot goes only to the head of the
+    queue; a newcomer finding others queued waits behind them even if a slot is free.
+
+    ``acquire`` gives up at ``deadline`` (on ``clock``, the owner's clock) and leaves
+    the queue. The time left is read on ``clock`` at the call and then waited for on
+    the real monotonic clock: a wait for another thread's release is real, and a virtual
+    clock that never moves must not keep it waiting for ever.
+    """
+
+    def __init__(self, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if not _is_whole(size, 1):
+            raise ValueError(f"need a whole number of slots >= 1, got {size!r}")
+        self.size, self.clock = int(size), clock
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._queue: deque[threading.Condition] = deque()  # one condition per waiter, all on _lock
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    def acquire(self, deadline: float | None = None) -> bool:
+        """Take a slot in turn; False (and out of the queue) once ``deadline`` has come."""
+        with self._lock:
+            if self._in_use < self.size and not self._queue:
+                self._in_use += 1
+                return True
+            left = None if deadline is None else deadline - self.clock()
+            if left is not None and left <= 0:
+                return False
+            ends = None if left is None else time.monotonic() + left
+            turn = threading.Condition(self._lock)
+            self._queue.append(turn)
+            try:
+                while self._queue[0] is not turn or self._in_use >= self.size:
+                    if ends is None:
+                        turn.wait()
+                        continue
+                    left = ends - time.monotonic()
+                    if left <= 0:
+                        return False
+                    turn.wait(left)
+                self._in_use += 1
+                return True
+            finally:
+                self._queue.remove(turn)
+                self._wake_next()  # the next in line: a slot may still be free, or this one left
+
+    def release(self) -> None:
+        with self._lock:
+            if self._in_use <= 0:
+                raise ValueError("FifoSlots released more often than acquired")
+            self._in_use -= 1
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        """Wake the head of the queue when a slot is free for it (the caller holds the lock)."""
+        if self._queue and self._in_use < self.size:
+            self._queue[0].notify()
+
+
 class Permit:
     """What ``acquire`` grants: hold it for the call, then ``reconcile`` and release."""
 
@@ -146,14 +229,16 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        for name, value in (("rpm", rpm), ("tpm", tpm), ("max_concurrency", max_concurrency)):
-            if value is not None and value <= 0:
-                raise errors.InvalidRequest(f"{name} must be positive or None, got {value}")
+        for name, value in (("rpm", rpm), ("tpm", tpm)):
+            if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise errors.InvalidRequest(f"{name} must be a positive number or None, got {value!r}")
+        if max_concurrency is not None and not _is_whole(max_concurrency, 1):
+            raise errors.InvalidRequest(f"max_concurrency must be a whole number >= 1 or None, got {max_concurrency!r}")
         self.rpm, self.tpm, self.max_concurrency = rpm, tpm, max_concurrency
         self.clock, self.sleep = clock, sleep
         self._requests = TokenBucket.per_minute(rpm, burst_s, clock) if rpm else None
         self._tokens = TokenBucket.per_minute(tpm, burst_s, clock) if tpm else None
-        self._slots = threading.BoundedSemaphore(max_concurrency) if max_concurrency else None
+        self._slots = FifoSlots(max_concurrency, clock) if max_concurrency else None
         self._paused_until = -math.inf
         self._lock = threading.Lock()
 
@@ -213,8 +298,7 @@ class RateLimiter:
     def _take_slot(self, tokens: int, deadline: float | None) -> bool:
         if self._slots is None:
             return False
-        timeout = None if deadline is None else max(0.0, deadline - self.clock())
-        if not self._slots.acquire(timeout=timeout):
+        if not self._slots.acquire(deadline):
             with self._lock:
                 self._refund(tokens)
             raise errors.ClientRateLimited(
