@@ -32,3 +32,13 @@ def test_the_wire_rows_catch_what_they_guard(monkeypatch):
     [gzip, ids] = checklist.run_checks([gzip_row, uuid_row])
     assert not gzip.passed and gzip.observed.startswith("plain body")
     assert not ids.passed and "BadRequest" in ids.observed
+
+
+def test_the_flaky_service_row_catches_a_fixed_retry_budget(monkeypatch):
+    """The row guards issue 12: with the old fixed 10 % budget and no throttle, it fails."""
+    row = {check.scenario: check for check in checklist.all_checks()}["30% of requests fail (200 calls)"]
+    assert checklist.run_checks([row])[0].passed
+    plain = checklist.client_for
+    monkeypatch.setattr(checklist, "client_for", lambda url, **s: plain(url, **s, retry_budget=0.1, throttle_k=None))
+    [old] = checklist.run_checks([row])
+    assert not old.passed, old.observed

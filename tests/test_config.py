@@ -50,7 +50,8 @@ def test_from_env_reads_week04_variables():
     assert config.timeouts == Timeouts(3, 7.5, 18)
     assert config.max_attempts == 2 and config.serve_stale is True
     assert config.cache == "sqlite:/tmp/x.sqlite"
-    assert config.retry_budget is None and ClientConfig().retry_budget == 0.1
+    assert config.retry_budget is None and ClientConfig().retry_budget is None  # adaptive throttling instead
+    assert ClientConfig().throttle_k == 2.0
     assert ClientConfig.from_env({"WEEK04_RETRY_BUDGET": "0.2"}).retry_budget == 0.2
 
 

@@ -168,6 +168,22 @@ def outage_with_budget(calls: int = 100) -> Check:
     return Check(f"outage, {calls} calls, 10% retry budget", "<= 1.15 requests per call (no budget: 4)", run)
 
 
+def flaky_service(share: float = 0.3, calls: int = 200) -> Check:
+    """A service that fails a share of requests at random: retries pay, the adaptive
+    throttle must let them (a fixed 10 % budget answered 39 % here)."""
+
+    def run() -> tuple[str, bool]:
+        mix = {"ok": 1 - share, "503": share}
+        with FakeLLMServer(mix=mix, seed=5, latency=0) as srv, client_for(srv.url, backoff_base=0.001) as client:
+            answered = sum(outcome_of(lambda: client.chat(HELLO)) == "ok" for _ in range(calls))
+        return (
+            f"{answered / calls:.0%} answered, {len(srv.attempts) / calls:.2f} requests per call",
+            answered >= 0.95 * calls,
+        )
+
+    return Check(f"{share:.0%} of requests fail ({calls} calls)", "at least 95% of calls answered", run)
+
+
 def limited_burst(rpm: int = 2400, calls: int = 40, threads: int = 8) -> Check:
     def run() -> tuple[str, bool]:
         with FakeLLMServer(rpm=rpm, latency=0) as srv, client_for(srv.url, rpm=rpm) as client:
@@ -279,6 +295,7 @@ def all_checks() -> list[Check]:
         twice("an error is not cached", ["503"], "error, then asked again: 2 requests", 2, temperature=0),
         twice("temperature 0.7 without seed", [], "not cached: 2 requests", 2, temperature=0.7),
         breaker_opens_and_recovers(),
+        flaky_service(),
     ]
 
 

@@ -3,7 +3,8 @@
 Taught in notebook 04, section 4.6. Three states, as in the course:
 
 - **closed**: calls flow; transient failures are counted (consecutive, or a failure rate
-  over the last ``window`` calls); at the threshold the breaker opens;
+  over the last ``window`` calls once at least ``failures`` failed, as resilience4j's
+  minimum number of calls); at the threshold the breaker opens;
 - **open**: calls fail fast with ``CircuitOpen``, no request is sent, for ``reset_s``;
 - **half-open**: exactly one probe goes through (others still fail fast); its success
   closes the breaker, its failure opens it again.
@@ -160,8 +161,10 @@ class CircuitBreaker:
             return False
         if self.failure_rate is None:
             return self._consecutive >= self.failures
-        window_full = len(self._outcomes) == self._outcomes.maxlen
-        return window_full and sum(self._outcomes) / len(self._outcomes) >= self.failure_rate
+        # a share of the last ``window`` calls, once at least ``failures`` of them failed
+        # (resilience4j's minimum number of calls): one bad call of two is no outage
+        failed = sum(self._outcomes)
+        return failed >= self.failures and failed / len(self._outcomes) >= self.failure_rate
 
     def abandon(self, ticket: int | None = None) -> None:
         """The call ended without news of the service (a 429, our own limiter, a crash):

@@ -35,6 +35,7 @@ from .logs import attempt_record, final_record, log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
+from .throttle import AdaptiveThrottles
 from .transport import Completion, Transport, Usage, completion_from_json
 
 __all__ = ["ChatResult", "LLMClient"]
@@ -74,6 +75,7 @@ class _Call:
     options: CallOptions
     attempts: int = 0
     model: str = ""
+    server_said: dict[str, errors.LLMError] = field(default_factory=dict)  # model -> its last error
 
     def idempotency_key(self, model: str) -> str:
         """One key per (logical call, model): the same on every retry and drain, but a
@@ -109,7 +111,13 @@ class LLMClient:
             RateLimiter(config.rpm, config.tpm, config.max_concurrency, clock=clock, sleep=sleep) if limited else None
         )
         self.cache = open_cache(config.cache, config.cache_ttl_s)
-        self.breakers = CircuitBreakers(failures=config.breaker_failures, reset_s=config.breaker_reset_s, clock=clock)
+        self.breakers = CircuitBreakers(
+            failures=config.breaker_failures,
+            failure_rate=config.breaker_failure_rate,
+            reset_s=config.breaker_reset_s,
+            clock=clock,
+        )
+        self.throttles = AdaptiveThrottles(k=config.throttle_k, clock=clock) if config.throttle_k else None
         # a claim outlives any one send (else another drain would send it too)
         lease_s = max(60.0, 2 * config.timeouts.total)
         self.queue = DurableQueue(config.queue_path, lease_s=lease_s) if config.queue_path else None
@@ -229,15 +237,15 @@ class LLMClient:
         return result
 
     def _through_breaker(self, call: _Call, model: str, payload: dict[str, Any]) -> Completion:
-        """Retries under the model's breaker, which hears only of requests really sent
-        (no news if the deadline or our own limiter stopped the call first), and is
-        released whatever escapes."""
+        """Retries under the model's breaker, which hears only what the server did: its
+        last error in this call, or no news at all if nothing it said failed the call (a
+        request never sent, our own limiter or throttle, our own deadline). Released
+        whatever escapes."""
         breaker = self.breakers[model]
         try:
             ticket = breaker.allow()
         except errors.CircuitOpen as exc:
             raise _with_context(exc, call, model) from None
-        sent = call.attempts
         try:
             done = self.retry.call(
                 lambda n: self._attempt(call, payload, n),
@@ -246,11 +254,12 @@ class LLMClient:
                 model=model,
                 max_attempts=call.options.max_attempts,
             )
-        except errors.LLMError as exc:
-            if call.attempts == sent:
+        except errors.LLMError:
+            said = call.server_said.get(model)
+            if said is None:
                 breaker.abandon(ticket)
             else:
-                breaker.record_failure(exc, ticket)
+                breaker.record_failure(said, ticket)
             raise
         except BaseException:
             breaker.abandon(ticket)
@@ -264,9 +273,19 @@ class LLMClient:
                 "no time left for another attempt", request_id=call.request_id, model=payload["model"], attempt=attempt
             )
         model = payload["model"]
+        throttle = self.throttles[model] if self.throttles else None
+        if throttle is not None and not throttle.allow():
+            raise errors.ClientThrottled(
+                f"refused here, nothing sent: {model} failed most requests in the last {throttle.window_s:g}s",
+                request_id=call.request_id,
+                model=model,
+                attempt=attempt,
+            )
+        # a request let go with (almost) no time left cannot finish: refuse it instead
+        last_moment = call.deadline - min(0.25, 0.2 * call.options.timeouts.total)
         try:
             permit = (
-                self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), call.deadline)
+                self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
                 if self.limiter
                 else contextlib.nullcontext()
             )
@@ -288,8 +307,14 @@ class LLMClient:
             except errors.LLMError as exc:
                 if self.limiter and isinstance(exc, errors.RateLimited):
                     self.limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                if not isinstance(exc, errors.DeadlineExceeded):  # ours ran out: no news of the server
+                    call.server_said[model] = exc
+                    if throttle is not None:  # a 400 is the service answering; a 5xx or 429 is not
+                        throttle.record(accepted=isinstance(exc, errors.PermanentError))
                 self._log_attempt(call, model, attempt, started, error=exc)
                 raise
+            if throttle is not None:
+                throttle.record(accepted=True)
             if isinstance(permit, Permit) and self.limiter and done.usage.known:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)

@@ -146,6 +146,8 @@ FIELD_RULES: dict[str, Callable[[str, Any], None]] = {
     "backoff_base": _number(0),
     "backoff_cap": _number(0),
     "retry_budget": _number(0, optional=True),
+    "throttle_k": _number(1, optional=True),
+    "breaker_failure_rate": _number(0, above=True, optional=True),
     "rpm": _whole(1, optional=True),
     "tpm": _whole(1, optional=True),
     "max_concurrency": _whole(1, optional=True),
@@ -171,14 +173,16 @@ class ClientConfig:
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
-    retry_budget: float | None = 0.1  # retries at most this share of calls; None: no budget
+    retry_budget: float | None = None  # a fixed share of calls for retries (notebook 02); None: none
+    throttle_k: float | None = 2.0  # adaptive throttling (throttle.py): send while 1/K succeed; None: off
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
     cache: str | None = None
     cache_ttl_s: float | None = None
     cache_sampled: bool = False  # cache temperature > 0 answers without a seed too (opt-in)
-    breaker_failures: int = 5
+    breaker_failures: int = 5  # failed calls in the breaker's window before it may open
+    breaker_failure_rate: float | None = 0.8  # ... and their share of the window; None: consecutive
     breaker_reset_s: float = 30.0
     log_path: str | None = None
     serve_stale: bool = False
@@ -203,6 +207,8 @@ class ClientConfig:
             raise InvalidRequest(
                 f"backoff_cap must be at least backoff_base ({self.backoff_base}), got {self.backoff_cap}"
             )
+        if self.breaker_failure_rate is not None and self.breaker_failure_rate > 1:
+            raise InvalidRequest(f"breaker_failure_rate must be a share from 0 to 1, got {self.breaker_failure_rate}")
         for name in ("log_path", "queue_path"):
             value = getattr(self, name)
             if value is not None:
@@ -292,6 +298,8 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "cache_sampled": ("WEEK04_CACHE_SAMPLED", _boolean),
     "breaker_failures": ("WEEK04_BREAKER_FAILURES", int),
     "breaker_reset_s": ("WEEK04_BREAKER_RESET_S", float),
+    "breaker_failure_rate": ("WEEK04_BREAKER_FAILURE_RATE", _budget),
+    "throttle_k": ("WEEK04_THROTTLE_K", _budget),
     "log_path": ("WEEK04_LOG_PATH", str),
     "serve_stale": ("WEEK04_SERVE_STALE", _boolean),
     "queue_path": ("WEEK04_QUEUE_PATH", str),

@@ -82,16 +82,26 @@ class wait_backoff(wait_base):
 
 
 class wait_server_hint(wait_base):
-    """The larger of ``fallback``'s delay and the server's Retry-After (at most ``max_s``)."""
+    """The larger of ``fallback``'s delay and the server's Retry-After (at most ``max_s``),
+    the hint made up to ``jitter`` longer (never shorter: the server said not before):
+    threads that got the same hint must not all come back in the same instant."""
 
-    def __init__(self, fallback: wait_base, max_s: float = MAX_RETRY_AFTER_S) -> None:
-        self.fallback, self.max_s = fallback, max_s
+    def __init__(
+        self, fallback: wait_base, max_s: float = MAX_RETRY_AFTER_S, jitter: float = 0.2, seed: int | None = None
+    ) -> None:
+        self.fallback, self.max_s, self.jitter = fallback, max_s, jitter
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         delay = self.fallback(retry_state)
         error = retry_state.outcome.exception() if retry_state.outcome else None
         hint = getattr(error, "retry_after", None)
-        return max(delay, min(hint, self.max_s)) if hint is not None else delay
+        if hint is None:
+            return delay
+        with self._lock:
+            spread = 1 + self.jitter * self._rng.random()
+        return max(delay, min(hint * spread, self.max_s))
 
 
 class stop_at_deadline(stop_base):
