@@ -10,6 +10,10 @@ leaving RESULTS.md as it is). Not a test: nothing here asserts, it measures. The
 - ``openai``: the official package with its defaults (2 retries with backoff,
   Retry-After honoured), ``timeout`` set to the budget;
 - ``requests``: one plain ``requests.post(..., timeout=(connect, read))``.
+
+The ``sweep`` section (bench/sweep.py) runs the first three against a growing share of
+failures once and draws bench/fault_sweep.png; a run of named sections writes its figures
+to a temporary folder instead.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +41,7 @@ from week04_lib.fakeserver.handler import MAX_FILLER_HEADERS, TRAILER_EVERY_S
 RUNS = 3
 PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Summarise the incident in one line."}]}
 MESSAGES = PAYLOAD["messages"]
+FIGURES = Path(__file__).parent  # where sections save their figures (main changes it for named sections)
 
 
 def machine() -> str:
@@ -52,10 +59,21 @@ def llm_client(url: str, **settings: Any) -> LLMClient:
     return LLMClient(ClientConfig(base_url=url, model="fake-mini", **settings))
 
 
-def naive_call(url: str, timeout: tuple[float, float] = (5, 30), attempts: int = 4) -> bool:
+def naive_call(
+    url: str, timeout: tuple[float, float] = (5, 30), attempts: int = 4, deadline_s: float | None = None
+) -> bool:
+    """``deadline_s``: start no attempt once that many seconds have passed, and cut each
+    attempt's timeouts to the time left (requests itself has no limit on a whole call)."""
+    end = None if deadline_s is None else time.monotonic() + deadline_s
     for _ in range(attempts):
+        limit = timeout
+        if end is not None:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            limit = (min(timeout[0], left), min(timeout[1], left))
         try:
-            reply = requests.post(f"{url}/chat/completions", json=PAYLOAD, timeout=timeout)
+            reply = requests.post(f"{url}/chat/completions", json=PAYLOAD, timeout=limit)
             if reply.status_code == 200:
                 reply.json()
                 return True
@@ -64,10 +82,21 @@ def naive_call(url: str, timeout: tuple[float, float] = (5, 30), attempts: int =
     return False
 
 
-def openai_client(url: str, timeout: float = 30.0) -> Any:
+def openai_client(url: str, timeout: Any = 30.0, backoff_scale: float = 1.0) -> Any:
+    """``timeout``: seconds or an ``httpx.Timeout``. ``backoff_scale``: the SDK's own
+    backoff sleeps multiplied by this; a Retry-After it honours is waited as sent."""
     import openai
 
-    return openai.OpenAI(base_url=url, api_key="unused", timeout=timeout)
+    sdk = openai.OpenAI(base_url=url, api_key="unused", timeout=timeout)
+    if backoff_scale != 1.0:
+        computed = sdk._calculate_retry_timeout
+
+        def shortened(remaining_retries: int, options: Any, response_headers: Any = None) -> float:
+            wait = computed(remaining_retries, options, response_headers)
+            return wait if wait == sdk._parse_retry_after_header(response_headers) else wait * backoff_scale
+
+        sdk._calculate_retry_timeout = shortened
+    return sdk
 
 
 # ------------------------------------------------------------------------- overhead
@@ -174,6 +203,39 @@ def goodput_section(rpm: int = 600, seconds: float = 8.0, threads: int = 8) -> l
     ]
 
 
+def contention_section(rpm: int = 540, threads: int = 32, seconds: float = 10.0) -> list[str]:
+    """Our own limiter against a healthy server (issue 12): it must not let requests go
+    that cannot finish, and so must never open the breaker."""
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    with FakeLLMServer() as srv:  # healthy, with its realistic long-tailed latency
+        settings = {"rpm": rpm, "max_concurrency": 8, "timeouts": Timeouts(1, 2, 3)}
+        with llm_client(srv.url, **settings) as client:
+            end = time.monotonic() + seconds
+
+            def worker(_: int) -> None:
+                while time.monotonic() < end:
+                    try:
+                        client.chat(MESSAGES, temperature=0, cache=False)
+                        kind = "answered" if time.monotonic() <= end else "late"
+                    except errors.LLMError as exc:
+                        kind = type(exc).__name__
+                    with lock:
+                        outcomes[kind] += 1
+
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(worker, range(threads)))
+    allowed = rpm / 60 * seconds
+    seen = ", ".join(f"{kind} {n}" for kind, n in outcomes.most_common())
+    return [
+        f"### Our own limiter against a healthy server ({threads} threads, `rpm={rpm}`, `max_concurrency=8`, "
+        f"`Timeouts(1, 2, 3)`, {seconds:g} s, one run)",
+        "",
+        f"Answered {outcomes['answered']} calls, {outcomes['answered'] / allowed:.0%} of the {allowed:.0f} that "
+        f"`rpm` allows in {seconds:g} s. Every outcome: {seen}.",
+    ]
+
+
 # ----------------------------------------------------------------------- amplification
 
 
@@ -183,7 +245,8 @@ def amplification_section(calls: int = 100) -> list[str]:
         for kind in results:
             with FakeLLMServer(default="503", latency=0) as srv:
                 if kind == "LLMClient":
-                    with llm_client(srv.url, backoff_base=0.001, backoff_cap=0.01, breaker_failures=10**6) as c:
+                    no_breaker = {"breaker_failures": 10**6, "breaker_failure_rate": None}
+                    with llm_client(srv.url, backoff_base=0.001, backoff_cap=0.01, **no_breaker) as c:
                         for _ in range(calls):
                             with contextlib.suppress(errors.LLMError):
                                 c.chat(MESSAGES)
@@ -207,9 +270,10 @@ def amplification_section(calls: int = 100) -> list[str]:
         "|---|---|",
         *rows,
         "",
-        "`LLMClient` uses its default retry budget (10%) and its breaker is disabled here, to",
-        "measure the budget alone; the breaker would stop sending after 5 failed calls. The",
-        "openai row has its backoff sleeps shortened (its request count is unchanged).",
+        "`LLMClient` uses its default adaptive throttle (retries only while at least half of the",
+        "requests succeed) and its breaker is disabled here, to measure the throttle alone; the",
+        "breaker would stop sending after a few failed calls. The openai row has its backoff",
+        "sleeps shortened (its request count is unchanged).",
     ]
 
 
@@ -291,26 +355,53 @@ def give_up_section(
     ]
 
 
-SECTIONS: list[Callable[[], list[str]]] = [overhead_section, goodput_section, amplification_section, give_up_section]
+# ------------------------------------------------------------------------ the sweep
+
+
+def sweep_section() -> list[str]:
+    """Answered share, requests per call and p95 against 0-100% of 503, 429 or hang."""
+    import sweep  # bench/sweep.py: it imports the clients above from this module, as `run`
+
+    return sweep.sweep_section(FIGURES / "fault_sweep.png")
+
+
+SECTIONS: list[Callable[[], list[str]]] = [
+    overhead_section,
+    goodput_section,
+    contention_section,
+    amplification_section,
+    give_up_section,
+    sweep_section,
+]
 
 
 def main(argv: list[str] | None = None) -> int:
     """All sections, written to bench/RESULTS.md; or only the sections named on the command
-    line (``python bench/run.py give_up``), printed and not written."""
+    line (``python bench/run.py give_up``), printed and not written (figures go to a
+    temporary folder)."""
+    global FIGURES
     names = sys.argv[1:] if argv is None else argv
     by_name = {section.__name__.removesuffix("_section"): section for section in SECTIONS}
     if unknown := [name for name in names if name not in by_name]:
         print(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(by_name)}", file=sys.stderr)
         return 2
+    if names:
+        FIGURES = Path(tempfile.mkdtemp(prefix="bench-"))
     started = time.monotonic()
-    lines = ["# Benchmarks", "", f"Machine: {machine()}. Every figure: median of {RUNS} runs, in one process.", ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}. All in one process; every figure is the median of {RUNS} runs,",
+        "except the fault sweep's, which come from one run.",
+        "",
+    ]
     for section in [by_name[name] for name in names] or SECTIONS:
         part = section()
         print("\n".join(part) + "\n", flush=True)
         lines += [*part, ""]
     took = time.monotonic() - started
     if names:
-        print(f"{', '.join(names)} in {took:.0f} s (bench/RESULTS.md not written)")
+        print(f"{', '.join(names)} in {took:.0f} s (bench/RESULTS.md not written; figures, if any, in {FIGURES})")
         return 0
     lines.append(f"Total time: {took:.0f} s. Rerun with `make bench`.")
     Path(__file__).with_name("RESULTS.md").write_text("\n".join(lines) + "\n")
@@ -319,4 +410,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("run", sys.modules[__name__])  # bench/sweep.py's `import run` finds this module
     sys.exit(main())

@@ -104,8 +104,8 @@ def test_what_never_trips_it(error):
 
 
 def test_failure_rate_over_a_window():
-    b = CircuitBreaker("m", failures=5, failure_rate=0.5, window=10, clock=VirtualClock())
-    for i in range(9):  # alternate: 50% failures, but only 4 failed calls so far
+    b = CircuitBreaker("m", failures=10, failure_rate=0.5, window=10, clock=VirtualClock())
+    for i in range(9):  # alternate: 50% failures, but fewer calls than the minimum (10)
         (b.record_failure(DOWN) if i % 2 else b.record_success())
     assert b.state == CLOSED
     b.record_failure(DOWN)  # 10 calls, 5 failures: enough failed calls, and half of them

@@ -3,8 +3,8 @@
 Taught in notebook 04, section 4.6. Three states, as in the course:
 
 - **closed**: calls flow; transient failures are counted (consecutive, or a failure rate
-  over the last ``window`` calls once at least ``failures`` failed, as resilience4j's
-  minimum number of calls); at the threshold the breaker opens;
+  over the last ``window`` calls once at least ``failures`` calls are in it, as
+  resilience4j's minimum number of calls); at the threshold the breaker opens;
 - **open**: calls fail fast with ``CircuitOpen``, no request is sent, for ``reset_s``;
 - **half-open**: exactly one probe goes through (others still fail fast); its success
   closes the breaker, its failure opens it again.
@@ -51,6 +51,7 @@ class CircuitBreaker:
             raise ValueError(f"failure_rate must be in (0, 1], got {failure_rate}")
         self.name, self.failures, self.reset_s = name, failures, reset_s
         self.failure_rate, self.clock, self.on_change = failure_rate, clock, on_change
+        self.window = window
         self._outcomes: deque[bool] = deque(maxlen=window)  # True = failure, for the rate rule
         self._consecutive = 0
         self._state = CLOSED
@@ -161,10 +162,10 @@ class CircuitBreaker:
             return False
         if self.failure_rate is None:
             return self._consecutive >= self.failures
-        # a share of the last ``window`` calls, once at least ``failures`` of them failed
+        # a share of the last ``window`` calls, once at least ``failures`` calls are in it
         # (resilience4j's minimum number of calls): one bad call of two is no outage
-        failed = sum(self._outcomes)
-        return failed >= self.failures and failed / len(self._outcomes) >= self.failure_rate
+        calls = len(self._outcomes)
+        return calls >= min(self.failures, self.window) and sum(self._outcomes) / calls >= self.failure_rate
 
     def abandon(self, ticket: int | None = None) -> None:
         """The call ended without news of the service (a 429, our own limiter, a crash):

@@ -35,7 +35,7 @@ from .logs import attempt_record, final_record, log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
-from .throttle import AdaptiveThrottles
+from .throttle import AdaptiveThrottle, AdaptiveThrottles
 from .transport import Completion, Transport, Usage, completion_from_json
 
 __all__ = ["ChatResult", "LLMClient"]
@@ -118,6 +118,7 @@ class LLMClient:
             clock=clock,
         )
         self.throttles = AdaptiveThrottles(k=config.throttle_k, clock=clock) if config.throttle_k else None
+        self._typical_s: dict[str, float] = {}  # model -> recent answer time (moving average)
         # a claim outlives any one send (else another drain would send it too)
         lease_s = max(60.0, 2 * config.timeouts.total)
         self.queue = DurableQueue(config.queue_path, lease_s=lease_s) if config.queue_path else None
@@ -253,6 +254,7 @@ class LLMClient:
                 request_id=call.request_id,
                 model=model,
                 max_attempts=call.options.max_attempts,
+                budget=self._retry_gate(model),
             )
         except errors.LLMError:
             said = call.server_said.get(model)
@@ -267,6 +269,19 @@ class LLMClient:
         breaker.record_success(ticket)
         return done
 
+    def _retry_gate(self, model: str) -> AdaptiveThrottle | None:
+        """The model's adaptive throttle lets retries go only while they pay; a fixed
+        ``retry_budget``, if configured, is used instead (the policy's own)."""
+        if self.throttles is None or self.retry.budget is not None:
+            return None
+        return self.throttles[model]
+
+    def _time_needed(self, model: str, total_s: float) -> float:
+        """What a request needs to finish: twice the model's recent answer time (answers
+        have a long tail), at least a little, and at most half the call's budget (so some
+        requests always go and keep the estimate fresh)."""
+        return min(max(2 * self._typical_s.get(model, 0.0), min(0.25, 0.2 * total_s)), 0.5 * total_s)
+
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
             raise errors.DeadlineExceeded(
@@ -274,15 +289,8 @@ class LLMClient:
             )
         model = payload["model"]
         throttle = self.throttles[model] if self.throttles else None
-        if throttle is not None and not throttle.allow():
-            raise errors.ClientThrottled(
-                f"refused here, nothing sent: {model} failed most requests in the last {throttle.window_s:g}s",
-                request_id=call.request_id,
-                model=model,
-                attempt=attempt,
-            )
-        # a request let go with (almost) no time left cannot finish: refuse it instead
-        last_moment = call.deadline - min(0.25, 0.2 * call.options.timeouts.total)
+        # a request let go with less time left than an answer takes cannot finish: refuse it
+        last_moment = call.deadline - self._time_needed(model, call.options.timeouts.total)
         try:
             permit = (
                 self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
@@ -315,6 +323,8 @@ class LLMClient:
                 raise
             if throttle is not None:
                 throttle.record(accepted=True)
+            typical = self._typical_s.get(model, done.latency_s)
+            self._typical_s[model] = 0.8 * typical + 0.2 * done.latency_s
             if isinstance(permit, Permit) and self.limiter and done.usage.known:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)

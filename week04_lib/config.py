@@ -173,7 +173,7 @@ class ClientConfig:
     max_attempts: int = 4
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
-    retry_budget: float | None = None  # a fixed share of calls for retries (notebook 02); None: none
+    retry_budget: float | None = None  # a fixed share of calls for retries, instead of the throttle (notebook 02)
     throttle_k: float | None = 2.0  # adaptive throttling (throttle.py): send while 1/K succeed; None: off
     rpm: int | None = None
     tpm: int | None = None
@@ -181,8 +181,8 @@ class ClientConfig:
     cache: str | None = None
     cache_ttl_s: float | None = None
     cache_sampled: bool = False  # cache temperature > 0 answers without a seed too (opt-in)
-    breaker_failures: int = 5  # failed calls in the breaker's window before it may open
-    breaker_failure_rate: float | None = 0.8  # ... and their share of the window; None: consecutive
+    breaker_failures: int = 5  # calls in the breaker's window before its rate may open it (in a row: off rate)
+    breaker_failure_rate: float | None = 0.9  # ... and their share of the window; None: consecutive
     breaker_reset_s: float = 30.0
     log_path: str | None = None
     serve_stale: bool = False

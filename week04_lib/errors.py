@@ -119,18 +119,6 @@ class ClientRateLimited(RateLimited):
     error_type = "client_rate_limited"
 
 
-class ClientThrottled(TransientError):
-    """Refused here, nothing sent: the service has been failing most requests lately and
-    the adaptive throttle sheds load (``throttle_k``). Not retried: asking again at once
-    would be refused again. Taught in notebook 02, section 2.8."""
-
-    error_type = "client_throttled"
-
-    def __init__(self, message: str, **context: Any) -> None:
-        super().__init__(message, **context)
-        self.should_retry = False
-
-
 class ServerError(TransientError):
     """HTTP 5xx (500, 502, 503, 504, 529 overloaded) or 408/409."""
 

@@ -27,6 +27,7 @@ __all__ = [
     "breaker_states",
     "cost_saved",
     "cumulative_grants",
+    "fault_sweep",
     "incident_timeline",
     "latency_cdf",
     "latency_histogram",
@@ -353,6 +354,47 @@ def attempts_per_call(runs: Mapping[str, Sequence[int]], ax: Axes | None = None)
     ax.legend(loc="upper center")
     ax.set_title("Attempts per call")
     return ax
+
+
+def fault_sweep(
+    runs: Mapping[str, Sequence[Mapping[str, float]]], axes: Sequence[Axes] | None = None
+) -> tuple[Axes, Axes]:
+    """Two panels against the share of failed requests: calls answered, requests per call.
+
+    ``runs`` maps a label (a client or a configuration) to its rows, each with ``share``
+    (% of requests that fail), ``answered`` (share of logical calls answered, 0 to 1) and
+    ``requests per call``. Grey dashes show a client without retries (answers 1 - share,
+    one request a call); the legend goes below the figure. ``axes``: two axes to draw on
+    (a new wide figure when None); returns them. Taught in notebook 02, section 2.8.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9.0, 3.2))
+    answered_ax, cost_ax = axes[0], axes[1]
+    palette = [COLORS["bad"], COLORS["ok"], COLORS["neutral"], COLORS["accent"], COLORS["limit"]]
+    shares = sorted({float(row["share"]) for rows in runs.values() for row in rows}) or [0.0, 100.0]
+    lo, hi = shares[0], shares[-1]
+    answered_ax.plot(
+        [lo, hi], [100 - lo, 100 - hi], color=COLORS["muted"], linestyle="--", linewidth=1, label="no retries"
+    )
+    cost_ax.axhline(1.0, color=COLORS["muted"], linestyle="--", linewidth=1, label="no retries")
+    for i, (label, rows) in enumerate(runs.items()):
+        ordered = sorted(rows, key=lambda row: row["share"])
+        xs = [row["share"] for row in ordered]
+        style = {"color": palette[i % len(palette)], "marker": "os^Dv"[i % 5], "markersize": 4, "label": label}
+        answered_ax.plot(xs, [100 * row["answered"] for row in ordered], **style)
+        cost_ax.plot(xs, [row["requests per call"] for row in ordered], **style)
+    answered_ax.set_ylim(-3, 103)
+    answered_ax.set_ylabel("calls answered (%)")
+    answered_ax.set_title("Calls answered")
+    cost_ax.set_ylim(bottom=0)
+    cost_ax.set_ylabel("requests sent per call")
+    cost_ax.set_title("Load on the service")
+    for ax in (answered_ax, cost_ax):
+        ax.set_xlabel("requests that fail (%)")
+        ax.set_xticks(shares if len(shares) <= 12 else ax.get_xticks())
+    handles, labels = answered_ax.get_legend_handles_labels()
+    answered_ax.figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
+    return answered_ax, cost_ax
 
 
 def rate_timeline(

@@ -185,13 +185,15 @@ class RetryPolicy:
         wait: wait_base | None = None,
         budget: RetryBudget | None = None,
         max_retry_after_s: float = MAX_RETRY_AFTER_S,
+        seed: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self.max_attempts = max_attempts
-        self.wait = wait_server_hint(wait or wait_backoff("full"), max_retry_after_s)
+        # ``seed``: the Retry-After jitter's, for reproducible runs (notebooks, tests)
+        self.wait = wait_server_hint(wait or wait_backoff("full"), max_retry_after_s, seed=seed)
         self.budget = budget
         self.clock, self.sleep = clock, sleep
 
@@ -203,12 +205,15 @@ class RetryPolicy:
         request_id: str | None = None,
         model: str | None = None,
         max_attempts: int | None = None,
+        budget: Any = None,
     ) -> T:
         """Run ``fn(attempt_number)`` until it succeeds, a permanent error, or a stop
-        (``max_attempts`` overrides the policy's for this call)."""
-        if self.budget is not None:
-            self.budget.record_call()
-        budget_stop = stop_when_budget_spent(self.budget)
+        (``max_attempts`` and ``budget``, such as a model's adaptive throttle, override
+        the policy's for this call)."""
+        budget = budget if budget is not None else self.budget
+        if budget is not None:
+            budget.record_call()
+        budget_stop = stop_when_budget_spent(budget)
         retrying = tenacity.Retrying(
             retry=retry_if_worth_it,
             stop=tenacity.stop_after_attempt(max_attempts or self.max_attempts)
@@ -217,7 +222,7 @@ class RetryPolicy:
             wait=self.wait,
             sleep=self.sleep,
             before_sleep=lambda state: _log_retry(state, request_id, model),
-            retry_error_callback=lambda state: _give_up(state, budget_stop.refused),
+            retry_error_callback=lambda state: _give_up(state, budget_stop.refused, budget),
         )
         for attempt in retrying:
             with attempt:
@@ -231,11 +236,12 @@ def _last_error(retry_state: tenacity.RetryCallState) -> errors.LLMError:
     return cast(errors.LLMError, retry_state.outcome.exception())
 
 
-def _give_up(retry_state: tenacity.RetryCallState, budget_refused: bool) -> Any:
+def _give_up(retry_state: tenacity.RetryCallState, budget_refused: bool, budget: Any) -> Any:
     error = _last_error(retry_state)
     if budget_refused:
+        why = getattr(budget, "refusal", "the retry budget is spent")
         raise errors.RetryBudgetExhausted(
-            f"not retried, the retry budget is spent (the failure: {error.message})",
+            f"not retried, {why} (the failure: {error.message})",
             request_id=error.request_id,
             model=error.model,
             attempt=error.attempt,

@@ -5,14 +5,15 @@ flaky service, where retries pay, from a dead one, where they hurt: it runs out 
 failure rate above 10 %. Google SRE's client-side adaptive throttling ("Handling
 Overload", SRE book ch. 21) follows what requests achieve instead: over the last
 ``window_s`` seconds, with ``requests`` sent and ``accepts`` the service answered, each
-new request (first attempt or retry) is refused locally with probability
+retry is refused locally with probability
 
     max(0, (requests - K * accepts - allowance) / (requests + 1))
 
 which stays 0 while at least 1/K of the requests succeed (K = 2: up to half may fail,
-and retries go on) and rises smoothly as the service dies: at 100 % failures almost
-nothing is sent, and the few requests that still go are the probes that notice the
-recovery. Two choices differ from the book, and say why:
+and retries go on) and rises smoothly as the service dies: at 100 % failures almost no
+retry is sent. It gates retries only (``RetryPolicy(budget=...)``): every call's first
+attempt goes, so a dead service costs about one request a call, and that request is the
+probe that notices the recovery. Two choices differ from the book, and say why:
 
 - ``requests`` counts requests actually sent, not the ones refused here. Counting the
   refused ones (as the book does) drives the refusal to 1 whenever fewer than 1/K of
@@ -76,6 +77,15 @@ class AdaptiveThrottle:
         with self._lock:
             self._forget_old(self.clock())
             return self._rng.random() >= self._probability()
+
+    # As a retry budget (RetryPolicy(budget=...)): every retry asks, first attempts go.
+    refusal = "the service failed most requests lately (adaptive throttle)"
+
+    def record_call(self) -> None:
+        """A logical call began: nothing to count (``record`` counts what was sent)."""
+
+    def try_spend(self) -> bool:
+        return self.allow()
 
     def record(self, accepted: bool) -> None:
         """A request was sent: did the service answer it (any answer but an overload or
