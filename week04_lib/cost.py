@@ -28,7 +28,7 @@ __all__ = ["PRICING_CSV", "Price", "Pricing", "cost_usd"]
 
 # the packaged table: a pathlib.Path for a checkout or a normal install, but only a
 # Traversable (read_text, open, name) is promised, e.g. for a package imported from a zip
-PRICING_CSV: Traversable = resources.files("week04_lib") / "data" / "pricing.csv"
+PRICING_CSV: Traversable = resources.files("week04_lib").joinpath("data").joinpath("pricing.csv")
 
 
 @dataclass(frozen=True)
