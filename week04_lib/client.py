@@ -277,10 +277,11 @@ class LLMClient:
         return self.throttles[model]
 
     def _time_needed(self, model: str, total_s: float) -> float:
-        """What a request needs to finish: twice the model's recent answer time (answers
-        have a long tail), at least a little, and at most half the call's budget (so some
-        requests always go and keep the estimate fresh)."""
-        return min(max(2 * self._typical_s.get(model, 0.0), min(0.25, 0.2 * total_s)), 0.5 * total_s)
+        """What a request needs to finish: three times the model's recent mean answer
+        time (answers have a long tail: about its 95th percentile for a log-normal one),
+        at least a little, and at most half the call's budget (so some requests always go
+        and keep the estimate fresh)."""
+        return min(max(3 * self._typical_s.get(model, 0.0), min(0.25, 0.2 * total_s)), 0.5 * total_s)
 
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
