@@ -88,15 +88,18 @@ def test_a_dead_service_costs_at_most_1_2_requests_a_call():
 
 
 def test_the_own_limiter_never_opens_the_breaker_against_a_healthy_server():
-    # every answer takes 40 ms: a request let go with less time left than that cannot finish
+    # every answer takes 40 ms: a request let go with less time left than that cannot
+    # finish. The client keeps at least 0.12 s (a fifth of the 0.6 s budget) for one, so a
+    # slow machine has 80 ms of room; before the fix requests went with a few ms left.
     with FakeLLMServer(latency=0.04) as srv:
         config = ClientConfig(
             base_url=srv.url,
             model="fake-mini",
-            rpm=600,
+            rpm=300,  # one request every 0.2 s: 24 calls queue far past their 0.6 s
             max_concurrency=4,
             breaker_failures=2,
-            timeouts=Timeouts(1, 1, 0.3),
+            breaker_failure_rate=None,  # two failed calls in a row would open it
+            timeouts=Timeouts(1, 1, 0.6),
         )
         outcomes, lock = [], threading.Lock()
         with LLMClient(config) as client:
