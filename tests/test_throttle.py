@@ -11,6 +11,8 @@ import pytest
 
 from week04_lib import ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.fakeserver import FakeLLMServer
+from week04_lib.answer_times import AnswerTimes
+from week04_lib.fakeserver.latency import LatencyModel
 from week04_lib.throttle import AdaptiveThrottle
 
 from .conftest import HELLO
@@ -87,25 +89,52 @@ def test_a_dead_service_costs_at_most_1_2_requests_a_call():
     assert len(srv.attempts) / 200 <= 1.2 and "RetryBudgetExhausted" in kinds  # first attempts go, retries not
 
 
+ROOMY = Timeouts(1, 5, 10)  # caps that do not bind
+
+
+def test_a_request_is_given_the_slow_end_of_a_long_tail():
+    # the fake server's own long tail (median 0.4 s, p99 3 s): a request sent with what
+    # ``needed`` asks for must finish at least 97 times in 100. Three times the mean (the
+    # rule before) asked 1.75 s, which 4.4% of answers exceed.
+    model = LatencyModel((0.4, 3.0))
+    times = AnswerTimes()
+    for seconds in model.samples(50, seed=3):
+        times.record("m", seconds)
+    needed = times.needed("m", ROOMY)
+    later = model.samples(20_000, seed=4)
+    assert sum(s > needed for s in later) / len(later) <= 0.03, needed
+
+
+def test_a_new_model_asks_half_the_budget_and_a_cut_short_request_raises_the_estimate():
+    times = AnswerTimes()
+    assert times.needed("m", ROOMY) == 5.0  # nothing seen: half the budget (here the read timeout)
+    for _ in range(30):
+        times.record("m", 0.1)
+    assert times.needed("m", ROOMY) == 0.25  # steady fast answers: the least
+    times.cut_short("m", ROOMY)  # a request died waiting: the tail is longer than it looked
+    assert times.needed("m", ROOMY) > 1.0
+
+
 def test_the_own_limiter_never_opens_the_breaker_against_a_healthy_server():
     # every answer takes 0.1 s: a request let go with less time left than that cannot
-    # finish. The client keeps three times the recent answer time (0.3 s) for one, so a
-    # slow machine has 0.2 s of room; before the fix requests went with a few ms left.
+    # finish. The client asks for at least 0.25 s (and half the budget until it has seen
+    # 20 answers), so a slow machine has 0.15 s of room; before the fix requests went with
+    # a few ms left.
     with FakeLLMServer(latency=0.1) as srv:
         config = ClientConfig(
             base_url=srv.url,
             model="fake-mini",
-            rpm=300,  # one request every 0.2 s: 24 calls queue far past their 0.6 s
+            rpm=300,  # one request every 0.2 s: 8 threads queue past their 1.25 s
             max_concurrency=4,
             breaker_failures=2,
             breaker_failure_rate=None,  # two failed calls in a row would open it
-            timeouts=Timeouts(1, 1, 0.6),
+            timeouts=Timeouts(1, 1, 1.25),
         )
         outcomes, lock = [], threading.Lock()
         with LLMClient(config) as client:
 
             def worker(n: int) -> None:
-                for i in range(6):
+                for i in range(4):
                     try:
                         client.chat([{"role": "user", "content": f"{n}/{i}"}])
                         kind = "ok"

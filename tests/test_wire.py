@@ -353,7 +353,8 @@ def test_7_an_untrusted_certificate_is_permanent():
 def test_7_a_retry_after_too_long_to_obey_pauses_nothing():
     far = "Fri, 31 Dec 9999 23:59:59 GMT"
     with FakeLLMServer([f"429:retry-after={far}", "ok"], latency=0) as srv:
-        with client_for(srv.url, rpm=6000) as client:
+        # 3 s: after the 1 s pause, a request still has the half budget a new client asks for
+        with client_for(srv.url, rpm=6000, timeouts=Timeouts(1, 1, 3)) as client:
             start = time.monotonic()
             assert client.chat(HELLO).attempts == 2
             assert client.limiter is not None and client.limiter.paused_for <= 1.0

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
+from .answer_times import AnswerTimes
 from .cache import cache_key, cacheable, open_cache, storable
 from .circuit import CircuitBreakers
 from .config import ClientConfig, Timeouts
@@ -118,7 +119,7 @@ class LLMClient:
             clock=clock,
         )
         self.throttles = AdaptiveThrottles(k=config.throttle_k, clock=clock) if config.throttle_k else None
-        self._typical_s: dict[str, float] = {}  # model -> recent answer time (moving average)
+        self.answer_times = AnswerTimes()  # how long a request needs, per model
         # a claim outlives any one send (else another drain would send it too)
         lease_s = max(60.0, 2 * config.timeouts.total)
         self.queue = DurableQueue(config.queue_path, lease_s=lease_s) if config.queue_path else None
@@ -276,13 +277,6 @@ class LLMClient:
             return None
         return self.throttles[model]
 
-    def _time_needed(self, model: str, total_s: float) -> float:
-        """What a request needs to finish: three times the model's recent mean answer
-        time (answers have a long tail: about its 95th percentile for a log-normal one),
-        at least a little, and at most half the call's budget (so some requests always go
-        and keep the estimate fresh)."""
-        return min(max(3 * self._typical_s.get(model, 0.0), min(0.25, 0.2 * total_s)), 0.5 * total_s)
-
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
             raise errors.DeadlineExceeded(
@@ -290,8 +284,8 @@ class LLMClient:
             )
         model = payload["model"]
         throttle = self.throttles[model] if self.throttles else None
-        # a request let go with less time left than an answer takes cannot finish: refuse it
-        last_moment = call.deadline - self._time_needed(model, call.options.timeouts.total)
+        # a request let go with less time left than a slow answer takes cannot finish: refuse it
+        last_moment = call.deadline - self.answer_times.needed(model, call.options.timeouts)
         try:
             permit = (
                 self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
@@ -316,6 +310,8 @@ class LLMClient:
             except errors.LLMError as exc:
                 if self.limiter and isinstance(exc, errors.RateLimited):
                     self.limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                if isinstance(exc, (errors.ReadTimeout, errors.DeadlineExceeded)):
+                    self.answer_times.cut_short(model, call.options.timeouts)
                 if not isinstance(exc, errors.DeadlineExceeded):  # ours ran out: no news of the server
                     call.server_said[model] = exc
                     if throttle is not None:  # a 400 is the service answering; a 5xx or 429 is not
@@ -324,8 +320,7 @@ class LLMClient:
                 raise
             if throttle is not None:
                 throttle.record(accepted=True)
-            typical = self._typical_s.get(model, done.latency_s)
-            self._typical_s[model] = 0.8 * typical + 0.2 * done.latency_s
+            self.answer_times.record(model, done.latency_s)
             if isinstance(permit, Permit) and self.limiter and done.usage.known:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)

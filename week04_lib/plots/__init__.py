@@ -1,0 +1,36 @@
+"""One plot style and small plotting helpers for the five notebooks.
+
+Every helper takes its data and an optional ``ax`` and returns the ``ax`` it drew on
+(a new figure is made when ``ax`` is None), so a notebook can put two plots side by
+side or add to one. Call ``use_style()`` once in a notebook's setup cell.
+"""
+
+from .client import OUTCOME_COLORS, latency_cdf, outcome_bars
+from .observe import BREAKER_COLORS, breaker_states, cost_saved, incident_timeline, latency_percentiles
+from .rates import cumulative_grants, limit_budget, rate_timeline
+from .retries import STRATEGY_COLORS, attempts_per_call, backoff_schedules, fault_sweep, recovery_timeline
+from .style import COLORS, use_style
+from .timeouts import latency_histogram, time_to_failure
+
+__all__ = [
+    "BREAKER_COLORS",
+    "COLORS",
+    "OUTCOME_COLORS",
+    "STRATEGY_COLORS",
+    "attempts_per_call",
+    "backoff_schedules",
+    "breaker_states",
+    "cost_saved",
+    "cumulative_grants",
+    "fault_sweep",
+    "incident_timeline",
+    "latency_cdf",
+    "latency_histogram",
+    "latency_percentiles",
+    "limit_budget",
+    "outcome_bars",
+    "rate_timeline",
+    "recovery_timeline",
+    "time_to_failure",
+    "use_style",
+]
