@@ -10,8 +10,8 @@ import threading
 import pytest
 
 from week04_lib import ClientConfig, LLMClient, Timeouts, errors
-from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.answer_times import AnswerTimes
+from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.fakeserver.latency import LatencyModel
 from week04_lib.throttle import AdaptiveThrottle
 

@@ -6,9 +6,10 @@ The rate limiter must never let a request go that cannot finish in the time left
 slow tenth of answers then kills, and each of those spends a slot of the rate limit on
 nothing. So a request needs the 99th percentile of the model's recent answer times:
 that of a log-normal fitted to them (the tail extrapolated from the body, steadier
-than the slowest of a few dozen) or the one seen, whichever is longer, but never more than the read timeout (past it the answer is cut
-anyway) and never more than most of the call's budget (some requests must always go,
-or the estimate would never be refreshed).
+than the slowest of a few dozen) or the one seen, whichever is longer; but never more
+than the read timeout (past it the answer is cut anyway) and never more than most of
+the call's budget (some requests must always go, or the estimate would never be
+refreshed).
 
 Answers cut short by a timeout are the slow ones, and they are never seen complete: left
 out, they would pull the estimate down, which lets more requests go too late, which hides
