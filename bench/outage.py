@@ -26,9 +26,9 @@ THREADS = 8
 PACE_S = 0.05  # each thread starts at most 20 calls a second
 
 
-def outcome(call) -> str:  # type: ignore[no-untyped-def]
+def outcome(call, i: int) -> str:  # type: ignore[no-untyped-def]
     try:
-        call()
+        call(i)
         return "answered"
     except Exception as exc:  # each client's own failure
         return type(exc).__name__
@@ -42,14 +42,15 @@ def run_client(client: str) -> tuple[int, int, Counter[str]]:
     with FakeLLMServer(script=["ok"] * WARM_CALLS, default="503", latency=0) as srv:
         with caller(client, KINDS[0], srv.url) as call:
             with ThreadPoolExecutor(THREADS) as pool:
-                warm = Counter(pool.map(lambda _: outcome(call), range(WARM_CALLS)))
+                warm = Counter(pool.map(lambda i: outcome(call, i), range(WARM_CALLS)))
             assert warm == {"answered": WARM_CALLS}, warm  # the outage starts with the next request
             start = time.monotonic()
 
-            def worker(_: int) -> None:
-                due = start
+            def worker(thread: int) -> None:
+                due, n = start, 0
                 while time.monotonic() < start + WINDOW_S:
-                    kind = outcome(call)
+                    kind = outcome(call, WARM_CALLS + THREADS * n + thread)
+                    n += 1
                     with lock:
                         outcomes[kind] += 1
                     due += PACE_S

@@ -60,7 +60,11 @@ def llm_client(url: str, **settings: Any) -> LLMClient:
 
 
 def naive_call(
-    url: str, timeout: tuple[float, float] = (5, 30), attempts: int = 4, deadline_s: float | None = None
+    url: str,
+    timeout: tuple[float, float] = (5, 30),
+    attempts: int = 4,
+    deadline_s: float | None = None,
+    messages: list[dict[str, str]] = MESSAGES,
 ) -> bool:
     """``deadline_s``: start no attempt once that many seconds have passed, and cut each
     attempt's timeouts to the time left (requests itself has no limit on a whole call)."""
@@ -73,7 +77,7 @@ def naive_call(
                 break
             limit = (min(timeout[0], left), min(timeout[1], left))
         try:
-            reply = requests.post(f"{url}/chat/completions", json=PAYLOAD, timeout=limit)
+            reply = requests.post(f"{url}/chat/completions", json={**PAYLOAD, "messages": messages}, timeout=limit)
             if reply.status_code == 200:
                 reply.json()
                 return True

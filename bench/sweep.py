@@ -2,9 +2,11 @@
 
 For each fault kind (503; 429 with and without a Retry-After hint; hang) and each share
 of failures in SHARES, every client gets its own fake server answering ``ok`` or the
-fault, drawn with the same seed for all three, and THREADS threads making the point's
-logical calls. Per point and client: the share of calls answered, the requests the server
-received per logical call, and the 95th percentile of call latency (answered or not).
+fault, and THREADS threads making the point's logical calls. Draws are paired: call i
+asks its own question, and the server gives that question's n-th request the same fault
+for every client. Per point and client: the share of calls answered, the requests the
+server received per logical call, and the 95th percentile of call latency (answered or
+not).
 
 The clients are run.py's: ``LLMClient`` (its defaults but for the backoff and the
 timeouts), the official ``openai`` package (its defaults but for the backoff and the
@@ -129,30 +131,36 @@ class Point:
 
 
 @contextlib.contextmanager
-def caller(client: str, kind: Kind, url: str) -> Iterator[Callable[[], Any]]:
-    """One logical call of ``client``, as a function that returns or raises."""
+def caller(client: str, kind: Kind, url: str) -> Iterator[Callable[[int], Any]]:
+    """Logical call number ``i`` of ``client``, as a function of ``i`` that returns or raises.
+    Each call asks its own question, so a server drawing faults per prompt (``paired``)
+    gives call ``i`` the same faults whichever client makes it."""
     if client == "LLMClient":
         with llm_client(url, timeouts=kind.timeouts, **BACKOFF) as llm:
-            yield lambda: llm.chat(MESSAGES)
+            yield lambda i: llm.chat(question(i))
     elif client == "openai":
         with openai_client(url, timeout=kind.openai_timeout, backoff_scale=BACKOFF_SCALE) as sdk:
-            yield lambda: sdk.chat.completions.create(model="fake-mini", messages=MESSAGES)
+            yield lambda i: sdk.chat.completions.create(model="fake-mini", messages=question(i))
     else:
 
         class GaveUp(Exception):
             pass
 
-        def naive() -> None:
-            if not naive_call(url, timeout=kind.naive_timeout, deadline_s=kind.naive_deadline_s):
+        def naive(i: int) -> None:
+            if not naive_call(url, timeout=kind.naive_timeout, deadline_s=kind.naive_deadline_s, messages=question(i)):
                 raise GaveUp
 
         yield naive
 
 
-def timed(call: Callable[[], Any], _: int) -> tuple[float, float, str | None]:
+def question(i: int) -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"{MESSAGES[0]['content']} (call {i})"}]
+
+
+def timed(call: Callable[[int], Any], i: int) -> tuple[float, float, str | None]:
     start = time.monotonic()
     try:
-        call()
+        call(i)
         error = None
     except Exception as exc:  # every client's own failure: it counts as not answered
         error = type(exc).__name__
@@ -165,8 +173,8 @@ def p95(values: list[float]) -> float:
 
 def run_point(kind: Kind, share: int, client: str) -> Point:
     n = kind.n_calls(share)
-    seed = SEED + 100 * KINDS.index(kind) + share  # the same draws for the three clients
-    with FakeLLMServer(mix=kind.mix(share), seed=seed, latency=0) as srv:
+    seed = SEED + 100 * KINDS.index(kind) + share  # with paired draws: the same faults call by call
+    with FakeLLMServer(mix=kind.mix(share), seed=seed, paired=True, latency=0) as srv:
         with caller(client, kind, srv.url) as call, ThreadPoolExecutor(THREADS) as pool:
             rows = list(pool.map(lambda i: timed(call, i), range(n)))
         arrivals = [a.t for a in srv.attempts]
@@ -346,8 +354,9 @@ def sweep_section(figure_path: Path) -> list[str]:
         "",
         "Each cell: share of logical calls answered / requests the fake server received per logical call /",
         "95th percentile of call latency in seconds, answered or not. Every client at every point has its own",
-        "fake server (`latency=0`) answering `ok` or the fault in the table's title, drawn with the same seed",
-        "for the three clients. `LLMClient` runs with `ClientConfig` defaults except the timeouts named under",
+        "fake server (`latency=0`) answering `ok` or the fault in the table's title, drawn per question",
+        "(`paired=True`): call i's n-th request meets the same fault for the three clients.",
+        "`LLMClient` runs with `ClientConfig` defaults except the timeouts named under",
         f"each table and the backoff: every client's own backoff is shortened to {BACKOFF_SCALE:g} of its default",
         f"(`LLMClient`: `backoff_base={BACKOFF['backoff_base']:g}`, `backoff_cap={BACKOFF['backoff_cap']:g}`;",
         "openai: each backoff sleep it computes times the same factor, a Retry-After it honours as sent;",

@@ -95,6 +95,23 @@ def test_mix_is_seeded():
     assert set(run(7)) == {200, 503}
 
 
+def test_paired_draws_give_each_prompt_the_same_faults_in_any_order():
+    def run(order, paired=True):
+        with FakeLLMServer(mix={"ok": 0.5, "503": 0.5}, seed=7, paired=paired, latency=0) as srv:
+            for i in order:  # each prompt asked twice: its 1st and 2nd request
+                for _ in range(2):
+                    body = {"model": "fake-mini", "messages": [{"role": "user", "content": f"q{i}"}]}
+                    requests.post(f"{srv.url}/chat/completions", json=body, timeout=5)
+            seen: dict[str, list[str]] = {}
+            for a in srv.attempts:
+                seen.setdefault(a.body["messages"][0]["content"], []).append(a.fault)
+            return seen
+
+    forward, backward = run(range(20)), run(reversed(range(20)))
+    assert forward == backward and {f for faults in forward.values() for f in faults} == {"ok", "503"}
+    assert run(range(20), paired=False) != run(reversed(range(20)), paired=False)  # arrival order decides
+
+
 def _is_json(text):
     try:
         json.loads(text)

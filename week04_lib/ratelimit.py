@@ -272,8 +272,8 @@ class RateLimiter:
     def _check_deadline(self, now: float, wait: float, deadline: float | None, what: str) -> None:
         if deadline is not None and now + wait > deadline:
             raise errors.ClientRateLimited(
-                f"{what} needs a {wait:.2f}s wait but only {max(0.0, deadline - now):.2f}s are left before the "
-                "deadline; lower the load or allow more time",
+                f"{what} needs a {wait:.2f}s wait but the request must go within {max(0.0, deadline - now):.2f}s "
+                "to be answered before the call's deadline; lower the load or allow more time",
                 retry_after=wait,
             )
 

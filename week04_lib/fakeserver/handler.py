@@ -147,7 +147,7 @@ class Handler(BaseHTTPRequestHandler):
             tokens = estimate_tokens(body["messages"], body.get("max_tokens"))
             retry_after, limit_headers = fake._admit(tokens)
             if retry_after is None:
-                spec, fault = fake._next_fault(body.get("model"))
+                spec, fault = fake._next_fault(body.get("model"), body["messages"])
         if retry_after is not None:
             fake._record(self, body, "rate_limited")
             headers = dict(limit_headers)

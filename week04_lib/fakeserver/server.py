@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -43,7 +44,11 @@ class Attempt:
 
 
 class FakeLLMServer:
-    """A local OpenAI-compatible server. Use as a context manager, or start()/stop()."""
+    """A local OpenAI-compatible server. Use as a context manager, or start()/stop().
+
+    ``paired=True`` draws ``mix`` per prompt: the n-th request carrying the same messages
+    meets the same fault whatever the order of arrival (benchmarks comparing clients).
+    """
 
     def __init__(
         self,
@@ -52,6 +57,7 @@ class FakeLLMServer:
         default: str = "ok",
         mix: Mapping[str, float] | None = None,
         seed: int = 0,
+        paired: bool = False,
         rpm: float | None = None,
         tpm: float | None = None,
         burst_s: float = 1.0,
@@ -83,6 +89,10 @@ class FakeLLMServer:
         self.compress = encoding.check(compress)  # gzip or deflate, when the request accepts it
         self.strict_request_id = strict_request_id  # 400 to an X-Request-ID that is not a UUID
         self._rng = random.Random(seed)
+        # paired: a prompt's n-th request meets the same draw from ``mix``, in whatever order
+        # requests arrive, so two clients compared side by side face the same faults call by call
+        self.paired = paired
+        self._asked: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._attempts: list[Attempt] = []
         self._replies: dict[str, bytes] = {}  # Idempotency-Key -> first answer
@@ -143,14 +153,21 @@ class FakeLLMServer:
             return list(self._attempts)
 
     # -- decisions, each under the lock
-    def _next_fault(self, model: Any = None) -> tuple[str, Fault]:
+    def _draw(self, messages: Any) -> random.Random:
+        if not self.paired:
+            return self._rng
+        prompt = json.dumps(messages, sort_keys=True)
+        self._asked[prompt] += 1
+        return random.Random(f"{self.seed}:{prompt}:{self._asked[prompt]}")
+
+    def _next_fault(self, model: Any = None, messages: Any = None) -> tuple[str, Fault]:
         if model in self.model_faults:
             return self.model_faults[model]
         if self._script:
             return self._script_specs.pop(0), self._script.pop(0)
         if self._mix:
             specs, faults, weights = zip(*self._mix, strict=False)
-            i = self._rng.choices(range(len(faults)), weights=weights)[0]
+            i = self._draw(messages).choices(range(len(faults)), weights=weights)[0]
             return specs[i], faults[i]
         return self._default_spec, self.default
 
