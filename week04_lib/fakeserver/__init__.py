@@ -23,6 +23,9 @@ Fault names:
 - ``header_trickle:S``: the status line and headers, then ``X-Filler-N: x`` header lines
   one every S s (600 of them; ``http.client`` refuses more than 100), then the end of the
   headers and a normal, billed completion. A per-read timeout never fires.
+- ``body_stall:S``: headers and the first half of a normal, billed completion, then S s
+  of silence, then the rest: a per-read timeout longer than S never fires, and a read
+  given the whole budget ends late (notebook 01's ★★★ exercise).
 - ``chunked_stall``: a chunked 200 with the completion as one chunk and the last chunk,
   then a trailer that never ends (``X-Trailer-N: x`` every 0.1 s, never the closing blank
   line). A client that waits for the end of the trailer waits forever.

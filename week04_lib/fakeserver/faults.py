@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from .replies import STATUS_TEXT, USAGE_KINDS
 
 GRAMMAR = (
-    "ok, slow:S, hang, trickle:S, header_trickle:S, reset, drop, invalid_json, html, empty, chunked_stall, "
-    "redirect:URL, huge_body:MB, deep_json, deep_json:STATUS, bad_usage, bad_usage:KIND "
+    "ok, slow:S, hang, trickle:S, header_trickle:S, body_stall:S, reset, drop, invalid_json, html, empty, "
+    "chunked_stall, redirect:URL, huge_body:MB, deep_json, deep_json:STATUS, bad_usage, bad_usage:KIND "
     f"(KIND one of {', '.join(USAGE_KINDS)}), insufficient_quota, "
     f"or a status ({', '.join(map(str, STATUS_TEXT))}) with options "
     ":retry-after=N, :retry-after-ms=N, :x-should-retry=true|false (several allowed, "
@@ -30,10 +30,10 @@ _OPTION_START = re.compile(r":(?=[a-z-]+=)")
 class Fault:
     """One parsed fault spec, e.g. ``Fault.parse("429:retry-after=2")``."""
 
-    # ok, slow, hang, trickle, header_trickle, reset, drop, invalid_json, html, empty,
-    # chunked_stall, redirect, huge_body, deep_json, bad_usage, insufficient_quota, status
+    # ok, slow, hang, trickle, header_trickle, body_stall, reset, drop, invalid_json, html,
+    # empty, chunked_stall, redirect, huge_body, deep_json, bad_usage, insufficient_quota, status
     name: str
-    seconds: float = 0.0  # slow, trickle, header_trickle
+    seconds: float = 0.0  # slow, trickle, header_trickle, body_stall
     status: int = 200  # status faults, deep_json's status, redirect's 307
     retry_after: str | None = None  # header value to send, if any
     retry_after_ms: str | None = None
@@ -50,7 +50,7 @@ class Fault:
         head, _, arg = text.partition(":")
         if head in cls.SIMPLE and not arg:
             return cls(head, status=429 if head == "insufficient_quota" else 200)
-        if head in ("slow", "trickle", "header_trickle"):
+        if head in ("slow", "trickle", "header_trickle", "body_stall"):
             seconds = _number(arg)
             if seconds is None or seconds < 0:
                 raise ValueError(f"fault {text!r}: {head} needs seconds >= 0, e.g. '{head}:0.5'")

@@ -205,6 +205,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._trickle(payload, fault.seconds, headers)
         if name == "header_trickle":
             return self._header_trickle(payload, fault.seconds, headers)
+        if name == "body_stall":
+            return self._body_stall(payload, fault.seconds, headers)
         if name == "chunked_stall":
             return self._chunked_stall(payload, headers)
         self._send(200, payload, headers=headers)
@@ -221,6 +223,20 @@ class Handler(BaseHTTPRequestHandler):
                 return self._close_abruptly(reset=False)
             self.wfile.write(payload[i : i + 1])
             self.wfile.flush()
+
+    def _body_stall(self, payload: bytes, stall_s: float, headers: Mapping[str, str]) -> None:
+        """Headers and the first half of the body now, then ``stall_s`` seconds of silence,
+        then the rest: a per-read timeout longer than the stall never fires."""
+        payload = self._encode(payload)
+        half = len(payload) // 2
+        self._start(200, "application/json", headers, len(payload))
+        self.end_headers()
+        self.wfile.write(payload[:half])
+        self.wfile.flush()
+        if self.server.fake._stopping.wait(stall_s):
+            return self._close_abruptly(reset=False)
+        self.wfile.write(payload[half:])
+        self.wfile.flush()
 
     def _header_trickle(self, payload: bytes, every_s: float, headers: Mapping[str, str]) -> None:
         """The status line and headers, then ``X-Filler-N: x`` lines, one every ``every_s``

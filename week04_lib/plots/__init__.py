@@ -7,10 +7,18 @@ side or add to one. Call ``use_style()`` once in a notebook's setup cell.
 
 from .client import OUTCOME_COLORS, latency_cdf, outcome_bars
 from .observe import BREAKER_COLORS, breaker_states, cost_saved, incident_timeline, latency_percentiles
-from .rates import cumulative_grants, limit_budget, rate_timeline
-from .retries import STRATEGY_COLORS, attempts_per_call, backoff_schedules, fault_sweep, recovery_timeline
+from .rates import cumulative_grants, limit_budget, rate_panels, rate_timeline, token_bucket
+from .retries import (
+    STRATEGY_COLORS,
+    attempts_per_call,
+    backoff_schedules,
+    fault_sweep,
+    naive_retries,
+    recovery_panels,
+    recovery_timeline,
+)
 from .style import COLORS, use_style
-from .timeouts import latency_histogram, time_to_failure
+from .timeouts import latency_survival, time_to_failure
 
 __all__ = [
     "BREAKER_COLORS",
@@ -25,12 +33,16 @@ __all__ = [
     "fault_sweep",
     "incident_timeline",
     "latency_cdf",
-    "latency_histogram",
     "latency_percentiles",
+    "latency_survival",
     "limit_budget",
+    "naive_retries",
     "outcome_bars",
+    "rate_panels",
     "rate_timeline",
+    "recovery_panels",
     "recovery_timeline",
     "time_to_failure",
+    "token_bucket",
     "use_style",
 ]

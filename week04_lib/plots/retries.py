@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
@@ -209,3 +210,120 @@ def fault_sweep(
     handles, labels = answered_ax.get_legend_handles_labels()
     answered_ax.figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 3))
     return answered_ax, cost_ax
+
+
+def naive_retries(
+    naive: Mapping[str, Sequence[float]],
+    sensible: Mapping[str, Sequence[float]] | None = None,
+    until_s: float = 1.0,
+) -> list[Axes]:
+    """Requests one logical call sends, one panel per server fault, on one log scale.
+
+    ``naive`` maps a fault (e.g. "503") to the times of the requests the naive loop sent
+    against it, in seconds from the first; each panel writes its rate in requests per
+    second. ``sensible`` maps the same faults to the request times of a client that
+    retries only transient errors and waits between tries: a handful of requests, which
+    only a log axis shows next to the hundreds. Legend below. Returns the axes.
+    Taught in notebook 02, section 2.1.
+    """
+    fig, axes = plt.subplots(1, len(naive), figsize=(6.4, 3.0), sharey=True)
+    axes = list(np.atleast_1d(axes))
+    for ax, (fault, times) in zip(axes, naive.items(), strict=True):
+        t = np.sort(np.asarray(times, dtype=float))
+        span = float(t[-1]) if t.size > 1 else until_s
+        ax.step(
+            np.r_[t, until_s],
+            np.r_[np.arange(1, t.size + 1), t.size],
+            where="post",
+            color=COLORS["bad"],
+            linewidth=2,
+            label="naive loop: at once, on any error",
+        )
+        stopped = span < until_s * 0.9  # the demo stopped this one early; the loop itself would not
+        note = f"{t.size:,} requests\n≈ {t.size / span:,.0f} per second" + ("\n(then the demo stopped it)" * stopped)
+        ax.annotate(
+            note,
+            (span, t.size),
+            xytext=(4 if stopped else -4, -6),
+            textcoords="offset points",
+            ha="left" if stopped else "right",
+            va="top",
+            fontsize=8,
+            color=COLORS["bad"],
+        )
+        polite = np.sort(np.asarray((sensible or {}).get(fault, []), dtype=float))
+        polite = polite[polite <= until_s]
+        if polite.size:
+            ax.step(
+                np.r_[polite, until_s],
+                np.r_[np.arange(1, polite.size + 1), polite.size],
+                where="post",
+                color=COLORS["ok"],
+                linewidth=2,
+                marker="o",
+                markevery=list(range(polite.size)),
+                label="retry transient errors only, with backoff",
+            )
+            ax.annotate(
+                f"{polite.size} request{'s' if polite.size > 1 else ''}",
+                (until_s, polite.size),
+                xytext=(-4, 4),
+                textcoords="offset points",
+                ha="right",
+                fontsize=8,
+                color=COLORS["ok"],
+            )
+        ax.set_title(f"server answers {fault}")
+        ax.set_xlim(0, until_s)
+        ax.set_xlabel("seconds since the first request")
+    axes[0].set_yscale("log")
+    axes[0].set_ylim(0.7, None)
+    axes[0].yaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    axes[0].set_ylabel("requests sent so far (log scale)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2)
+    return axes
+
+
+def recovery_panels(
+    results: Sequence[Any],
+    bin_s: float = 0.5,
+    until_s: float | None = None,
+    capacity_rps: float | None = None,
+    outage_s: float | None = None,
+    ymax: float | None = None,
+) -> list[Axes]:
+    """``recovery_timeline`` as small multiples: one panel per strategy, one x and one y scale.
+
+    Four step lines on one axis cannot be told apart; stacked panels can. Each panel names
+    its strategy, its calls and when its last client finished; the capacity line and the
+    outage are explained once, in a legend below. Returns the axes, top to bottom.
+    Taught in notebook 02, section 2.5.
+    """
+    fig, axes = plt.subplots(len(results), 1, figsize=(6.4, 1.45 * len(results) + 0.9), sharex=True, sharey=True)
+    axes = list(np.atleast_1d(axes))
+    for i, (ax, result) in enumerate(zip(axes, results, strict=True)):
+        recovery_timeline(
+            [result], ax=ax, bin_s=bin_s, until_s=until_s, capacity_rps=capacity_rps, outage_s=outage_s, ymax=ymax
+        )
+        handles, labels = ax.get_legend_handles_labels()
+        ax.get_legend().remove()
+        ax.set_title("")
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        color, _ = _strategy_style(result.strategy, i)
+        ax.text(
+            0.99,
+            0.92,
+            labels[0],
+            transform=ax.transAxes,
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=color,
+            fontweight="bold",
+        )
+    axes[-1].set_xlabel("seconds")
+    fig.supylabel(f"requests per {bin_s:g} s", fontsize=9)
+    fig.legend(handles[1:], labels[1:], loc="outside lower center", ncols=2)
+    return axes

@@ -7,48 +7,95 @@ from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.ticker import FuncFormatter
 
-from .style import COLORS, _axes, _marked_line
+from .style import COLORS, _axes
 
 
-def latency_histogram(
-    samples: Sequence[float], cutoffs: Mapping[str, float], ax: Axes | None = None, bins: int = 60
-) -> Axes:
-    """Histogram of call latencies on a log x axis, with a line at each read timeout.
+def latency_survival(samples: Sequence[float], cutoffs: Mapping[str, float], ax: Axes | None = None) -> Axes:
+    """The share of calls slower than x (a survival curve), on log axes, with each read timeout marked.
 
-    ``cutoffs`` maps a label (e.g. a preset name) to seconds; each line is labelled
-    with the share of ``samples`` longer than it: the calls that timeout would cut.
+    A log y axis gives the tail as much room as the bulk: 10 %, 1 % and 0.1 % of the calls are
+    equally far apart, so the few very slow calls a read timeout cuts are visible, not a flat
+    line of empty bins. ``cutoffs`` maps a label (e.g. a preset name) to seconds; each is drawn
+    as a line with a dot where it meets the curve: the share of ``samples`` it would cut. Dotted
+    lines mark 1 % and 0.1 % of the calls: where the curve crosses them are the p99 and p99.9.
     Taught in notebook 01, section 1.6.
     """
     ax = _axes(ax)
-    values = np.asarray(samples, dtype=float)
+    values = np.sort(np.asarray(samples, dtype=float))
     values = values[values > 0]
     if values.size == 0:
-        raise ValueError("latency_histogram needs at least one positive sample")
-    high = max(values.max(), *cutoffs.values()) * 1.2 if cutoffs else values.max() * 1.2
-    counts, _, _ = ax.hist(values, bins=np.geomspace(values.min(), high, bins), color=COLORS["neutral"], alpha=0.75)
-    ax.set_ylim(0, counts.max() * 1.6)  # headroom for the labels
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds (log scale)")
-    ax.set_ylabel("calls")
-    median = float(np.median(values))
-    ax.axvline(median, color=COLORS["muted"], linestyle=":", linewidth=1)
-    ax.annotate(
-        f"median {median:.2g}s",
-        (median, 0.97),
-        xycoords=("data", "axes fraction"),
-        xytext=(3, 0),
-        textcoords="offset points",
-        va="top",
-        fontsize=8,
-        color=COLORS["muted"],
-    )
+        raise ValueError("latency_survival needs at least one positive sample")
+    n = values.size
+    slower = 1.0 - np.arange(1, n + 1) / n  # share of calls slower than values[i]
+    # the slowest call leaves no one slower, and a log axis has no zero: stop one call early
+    ax.step(np.r_[values[0], values[:-1]], np.r_[1.0, slower[:-1]], where="post", color=COLORS["neutral"])
+    floor = 0.5 / n
+    for share, name in ((0.01, "p99"), (0.001, "p99.9")):
+        if share > floor:
+            ax.axhline(share, color=COLORS["muted"], linestyle=":", linewidth=1)
+            ax.annotate(  # at the left, under the curve: the curve falls, so that corner is empty
+                name,
+                (0.01, share),
+                xycoords=("axes fraction", "data"),
+                ha="left",
+                va="bottom",
+                fontsize=8,
+                color=COLORS["muted"],
+            )
+    past_the_tail = []  # cutoffs no call reaches: one label for all, or they would overlap
     for name, seconds in sorted(cutoffs.items(), key=lambda item: item[1]):
         cut = float(np.mean(values > seconds))
-        share = "none" if cut == 0 else f"{cut:.1%}" if cut >= 0.001 else f"{cut:.2%}"
-        _marked_line(ax, seconds, f"{name} {seconds:g}s: cuts {share}", top=0.97)
-    ax.set_title(f"{values.size:,} calls: where each read timeout cuts")
+        ax.axvline(seconds, color=COLORS["bad"], linestyle="--", linewidth=1)
+        if cut:
+            ax.plot([seconds], [cut], "o", color=COLORS["bad"], markersize=4)
+            _label_right(ax, seconds, cut, f"{name} {seconds:g}s: {_percent(cut)} slower")
+        else:
+            past_the_tail.append((name, seconds))
+    if past_the_tail:  # in the top right corner, which a falling curve never reaches
+        names = ", ".join(f"{name} {seconds:g}s" for name, seconds in past_the_tail)
+        ax.annotate(
+            f"{names}: none slower",
+            (0.99, 0.97),
+            xycoords="axes fraction",
+            ha="right",
+            va="top",
+            fontsize=8,
+            color=COLORS["bad"],
+            bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+            zorder=5,
+        )
+    high = max([values[-1], *cutoffs.values()])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(np.quantile(values, 0.005), high * 3)  # the fastest 0.5 % would only stretch the flat top
+    ax.set_ylim(floor, 1.3)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda share, _pos: _percent(share)))
+    ax.set_xlabel("seconds x (log scale)")
+    ax.set_ylabel("calls slower than x (log scale)")
+    ax.set_title(f"{n:,} calls: how many each read timeout cuts")
     return ax
+
+
+def _label_right(ax: Axes, x: float, y: float, text: str) -> None:
+    """Text above and right of (x, y): under a falling curve, that corner is empty."""
+    ax.annotate(
+        text,
+        (x, y),
+        xytext=(4, 3),
+        textcoords="offset points",
+        fontsize=8,
+        color=COLORS["bad"],
+        bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+        zorder=5,  # over the next timeout's line
+    )
+
+
+def _percent(share: float) -> str:
+    """0.5 -> '50%', 0.0314 -> '3.1%', 0.0002 -> '0.02%': two digits, however far into the tail."""
+    percent = 100 * share
+    return f"{percent:.0f}%" if percent >= 10 else f"{percent:.2g}%"
 
 
 def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = None, ax: Axes | None = None) -> Axes:
