@@ -1,7 +1,7 @@
 """Response caching: a key over everything that changes the answer, a policy for what
 may be stored, and two stores (in memory, and a SQLite file).
 
-Taught in notebook 04, sections 4.1 to 4.3. The course's pitfalls, each handled here:
+Taught in notebook 04, sections 4.2 to 4.4. The course's pitfalls, each handled here:
 
 - forgetting the system prompt in the key -> the key covers the *whole* request: every
   message, every parameter, the endpoint and the model; a parameter this code has never

@@ -1,6 +1,6 @@
 """The circuit breaker: when a model keeps failing, stop calling it for a while.
 
-Taught in notebook 04, section 4.6. Three states, as in the course:
+Taught in notebook 04, section 4.5. Three states, as in the course:
 
 - **closed**: calls flow; transient failures are counted (consecutive, or a failure rate
   over the last ``window`` calls once at least ``failures`` calls are in it, as

@@ -1,6 +1,6 @@
 """What a call costs: tokens times the model's price per million tokens.
 
-Taught in notebook 04, section 4.7. Prices live in ``week04_lib/data/pricing.csv`` (one
+Taught in notebook 04, section 4.1. Prices live in ``week04_lib/data/pricing.csv`` (one
 row per model, with its source and as-of date: prices change, check the source). The
 table is package data, read with ``importlib.resources``, so an installed wheel finds it
 as a checkout does; ``Pricing.load(path)`` reads another table. A dated model

@@ -1,6 +1,6 @@
 """Structured logs: one JSON object a line, on the standard ``logging`` module.
 
-Taught in notebook 04, sections 4.4 and 4.5. Every module logs to a child of the
+Taught in notebook 04, sections 4.6 and 4.7 and its appendix. Every module logs to a child of the
 ``week04_lib`` logger with its fields in ``extra``; ``JsonFormatter`` writes them as one
 JSON line with a fixed set of columns, so ``read_logs`` (pandas) can answer the
 incident question: what happened, when, and how long did it take?

@@ -6,7 +6,7 @@ side or add to one. Call ``use_style()`` once in a notebook's setup cell.
 """
 
 from .client import OUTCOME_COLORS, latency_cdf, outcome_bars
-from .observe import BREAKER_COLORS, breaker_states, cost_saved, incident_timeline, latency_percentiles
+from .observe import BREAKER_COLORS, breaker_diagram, breaker_states, cost_saved, incident_timeline, latency_percentiles
 from .rates import cumulative_grants, limit_budget, rate_panels, rate_timeline, token_bucket
 from .retries import (
     STRATEGY_COLORS,
@@ -27,6 +27,7 @@ __all__ = [
     "STRATEGY_COLORS",
     "attempts_per_call",
     "backoff_schedules",
+    "breaker_diagram",
     "breaker_states",
     "cost_saved",
     "cumulative_grants",

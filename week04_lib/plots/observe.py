@@ -1,4 +1,4 @@
-"""Plots of notebook 04: cost saved, incidents, latency percentiles, breaker states."""
+"""Plots of notebook 04: cost saved, incidents, latency percentiles, breaker states and its diagram."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import matplotlib as mpl
 import matplotlib.dates as mdates
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from .style import COLORS, _axes
 
@@ -20,7 +21,7 @@ def cost_saved(without: Sequence[float], with_cache: Sequence[float], ax: Axes |
     ``without`` and ``with_cache`` are the cost in USD of each call, in order (a cache
     hit costs 0). The gap between the two lines is what the cache saved: shaded, and
     written at the end with its share of the bill.
-    Taught in notebook 04, section 4.3.
+    Taught in notebook 04, section 4.4.
     """
     ax = _axes(ax)
     plain = np.cumsum(np.asarray(without, dtype=float))
@@ -122,7 +123,7 @@ def incident_timeline(
     to ``(start, end)`` timestamps, drawn as labelled grey bands. ``percent`` formats the
     y axis as a percentage (values from 0 to 1); ``colors`` maps a column to its colour.
     With several columns, the legend goes right of the plot, or inside at ``legend_loc``.
-    Taught in notebook 04, section 4.5.
+    Taught in notebook 04, section 4.7 and its appendix.
     """
     ax = _axes(ax)
     styles = {column: {"color": color} for column, color in (colors or {}).items()}
@@ -152,7 +153,7 @@ def latency_percentiles(
     ``frame`` is a pandas DataFrame indexed by bin start (a DatetimeIndex) whose columns
     are percentiles in seconds, e.g. ``p50``, ``p95``, ``p99``: the median is drawn solid,
     the tail lighter and dashed. ``timeout_s`` draws the read timeout, where the tail
-    is cut. Taught in notebook 04, section 4.5.
+    is cut. Taught in notebook 04, appendix.
     """
     ax = _axes(ax)
     tail = [COLORS["neutral"], COLORS["accent"], COLORS["bad"], COLORS["limit"]]
@@ -200,7 +201,7 @@ def breaker_states(
     listener hears them (the breaker starts closed); None means no breaker. The
     background is red while open; an amber line marks each half-open moment (its probe).
     ``outage`` marks when the service was down, as a bar on the top row.
-    Taught in notebook 04, section 4.6.
+    Taught in notebook 04, section 4.5.
     """
     ax = _axes(ax)
     end = until_s if until_s is not None else max((t for t, _ in calls), default=1.0)
@@ -234,4 +235,129 @@ def breaker_states(
     return ax
 
 
-# One colour per outcome of a logical call, the same in every plot of notebook 05.
+_BOXES = {  # state: (centre x, centre y, title, what a call meets there), in axes fractions
+    "closed": (0.16, 0.72, "closed", "calls go through;\ntransient failures\nare counted"),
+    "open": (0.84, 0.72, "open", "calls fail fast\n(CircuitOpen):\nno request sent"),
+    "half_open": (0.5, 0.16, "half-open", "one call goes through\n(the probe); the others\nfail fast until it answers"),
+}
+_BOX_W, _BOX_H = 0.26, 0.3
+
+
+def _state_box(ax: Axes, state: str) -> None:
+    x, y, title, inside = _BOXES[state]
+    edge = {"closed": COLORS["ok"], "open": COLORS["bad"], "half_open": COLORS["accent"]}[state]
+    box = FancyBboxPatch(
+        (x - _BOX_W / 2, y - _BOX_H / 2),
+        _BOX_W,
+        _BOX_H,
+        boxstyle="round,pad=0.01,rounding_size=0.03",
+        facecolor=edge,
+        alpha=0.15,
+        edgecolor="none",
+    )
+    ax.add_patch(box)
+    ax.add_patch(
+        FancyBboxPatch(
+            (x - _BOX_W / 2, y - _BOX_H / 2),
+            _BOX_W,
+            _BOX_H,
+            boxstyle="round,pad=0.01,rounding_size=0.03",
+            facecolor="none",
+            edgecolor=edge,
+            linewidth=1.6,
+        )
+    )
+    ax.text(x, y + 0.09, title, ha="center", va="center", fontsize=10, fontweight="bold", color=edge)
+    ax.text(x, y - 0.04, inside, ha="center", va="center", fontsize=7.5, color="#333333", linespacing=1.2)
+
+
+def _transition(ax: Axes, start: tuple[float, float], end: tuple[float, float], label: str, **where: Any) -> None:
+    """An arrow from ``start`` to ``end`` with ``label`` at ``where["at"]`` (axes fractions)."""
+    bend = where.pop("rad", 0.0)
+    at = where.pop("at")
+    ax.add_patch(
+        FancyArrowPatch(
+            start,
+            end,
+            connectionstyle=f"arc3,rad={bend}",
+            arrowstyle="-|>",
+            mutation_scale=12,
+            linewidth=1.3,
+            color="#444444",
+        )
+    )
+    ax.text(*at, label, fontsize=7.5, color="#222222", linespacing=1.2, **{"ha": "center", "va": "center", **where})
+
+
+def breaker_diagram(
+    failures: int = 5,
+    reset_s: float = 30.0,
+    failure_rate: float | None = None,
+    window: int = 20,
+    ax: Axes | None = None,
+) -> Axes:
+    """The circuit breaker's state machine: closed, open and half-open, and what moves it.
+
+    The labels carry the settings of ``week04_lib.circuit.CircuitBreaker`` (the same
+    arguments): it opens after ``failures`` transient failures in a row or, with
+    ``failure_rate``, when that share of the last ``window`` calls failed once at least
+    ``min(failures, window)`` calls are in the window; it turns half-open when ``reset_s``
+    have passed (seen by the next call or look at its state); the one probe's success
+    closes it, its failure opens it again. Taught in notebook 04, section 4.5.
+    """
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6.4, 3.8))
+    for state in _BOXES:
+        _state_box(ax, state)
+    if failure_rate is None:
+        trip = f"{failures} transient failures in a row"
+    else:
+        enough = min(failures, window)
+        trip = (
+            f"failure rate \u2265 {failure_rate:.0%} of the last {window} calls\n(once at least {enough} calls are in)"
+        )
+    closed, opened, half = (_BOXES[s][:2] for s in ("closed", "open", "half_open"))
+    w, h = _BOX_W / 2 + 0.012, _BOX_H / 2 + 0.012
+    _transition(ax, (closed[0] + w, closed[1] + 0.04), (opened[0] - w, opened[1] + 0.04), trip, at=(0.5, 0.86))
+    _transition(
+        ax,
+        (opened[0] - 0.03, opened[1] - h),
+        (half[0] + w, half[1] + 0.05),
+        f"reset_s = {reset_s:g} s\nhave passed",
+        rad=0.2,
+        at=(0.69, 0.42),
+        ha="right",
+    )
+    _transition(
+        ax,
+        (half[0] + w, half[1] - 0.03),
+        (opened[0] + 0.03, opened[1] - h),
+        "the probe\nfails",
+        rad=0.35,
+        at=(0.94, 0.3),
+    )
+    _transition(
+        ax,
+        (half[0] - w, half[1] + 0.05),
+        (closed[0], closed[1] - h),
+        "the probe succeeds\n(a fresh count)",
+        rad=-0.2,
+        at=(0.12, 0.3),
+    )
+    ax.text(
+        0.5,
+        0.6,
+        "a 400 is the service answering (a success);\na 429 counts as neither",
+        ha="center",
+        va="center",
+        fontsize=7,
+        color="#666666",
+        style="italic",
+    )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_axis_off()
+    ax.set_title("The circuit breaker's three states")
+    return ax

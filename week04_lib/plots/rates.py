@@ -325,6 +325,3 @@ def _longest_climb(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, flo
         return None
     mid = (best[0] + best[1]) // 2
     return xs[mid], ys[mid]
-
-
-# --------------------------------------------------------------------- notebook 04
