@@ -42,3 +42,47 @@ def test_the_flaky_service_row_catches_a_fixed_retry_budget(monkeypatch):
     monkeypatch.setattr(checklist, "client_for", lambda url, **s: plain(url, **s, retry_budget=0.1, throttle_k=None))
     [old] = checklist.run_checks([row])
     assert not old.passed, old.observed
+
+
+class OneShot:
+    """A plain client, no LLMClient: one Transport attempt per call, no retries, no cache."""
+
+    def __init__(self, base_url, **settings):
+        from week04_lib.transport import Transport
+
+        self.settings = settings
+        self.transport = Transport(base_url)
+
+    def chat(self, messages, **params):
+        payload = {"model": self.settings["model"], "messages": messages, **params}
+        return self.transport.chat(payload, timeouts=self.settings["timeouts"])
+
+    def close(self):
+        self.transport.close()
+
+
+def _rows(*scenarios):
+    return [check for check in checklist.all_checks() if check.scenario in scenarios]
+
+
+def test_any_object_with_chat_is_graded_and_llmclient_only_rows_are_not_applicable():
+    made = []
+
+    def make_client(url, **settings):
+        made.append(settings)
+        return OneShot(url, **settings)
+
+    checks = _rows("503 then ok", "401 (bad key): not retried", "primary model down (503)", "3 x 503: breaker")
+    rows = checklist.run_checks(checks, make_client=make_client)
+    assert [r.result for r in rows] == ["FAIL", "PASS", "n/a", "n/a"], checklist.format_rows(rows)
+    assert rows[0].observed == "ServerError after 1 request(s)"  # no retries: the row says so
+    assert "fallback_models" in rows[2].observed and "breaker_failures" in rows[3].observed
+    assert all(set(s) <= set(checklist.PLAIN_SETTINGS) for s in made) and len(made) == 2
+    table = checklist.format_rows(rows)
+    assert "n/a" in table and table.count("FAIL") == 1
+
+
+def test_llmclient_rows_are_unchanged_by_the_plain_path():
+    """The same rows through LLMClient (no factory) all apply and pass."""
+    rows = checklist.run_checks(_rows("503 then ok", "primary model down (503)", "3 x 503: breaker"))
+    assert [r.result for r in rows] == ["PASS", "PASS", "PASS"]

@@ -2,8 +2,16 @@
 failure the course names, forced against the embedded fake server and handled end to
 end by ``LLMClient``. Each row: scenario, expected, observed, time, PASS/FAIL.
 
+It grades any other client too: ``run_checks(all_checks(), make_client=make)``, where
+``make(base_url, **settings)`` returns an object with ``.chat(messages, **params)`` that
+returns something with a ``.text`` (and ``.cached`` if it caches) or raises an
+``errors.LLMError``. ``settings`` are among ``PLAIN_SETTINGS`` (the names and meanings of
+``ClientConfig``); a row that needs any other setting (a retry budget, a breaker, a
+fallback model, a queue) is "n/a" for such a client.
+
 Taught in notebook 01 (the self-check "can you show your client does not hang
-forever?") and in notebook 05, which runs it. Exit status 1 if any row fails.
+forever?") and in notebook 05, which runs it and grades the workshop's own client with it.
+Exit status 1 if any row fails.
 """
 
 from __future__ import annotations
@@ -12,8 +20,9 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +35,21 @@ from .fakeserver import FakeLLMServer, encoding
 BUDGET = Timeouts(connect=1.0, read=1.0, total=1.5)
 SLACK_S = 0.25  # how far past the total deadline a failure may land
 HELLO = [{"role": "user", "content": "Is anyone there?"}]
+# What a plain client's factory may be asked for (same names and meanings as ClientConfig)
+PLAIN_SETTINGS = ("model", "timeouts", "max_attempts", "backoff_base", "backoff_cap", "cache")
+PLAIN_BASE: dict[str, Any] = dict(
+    model="fake-mini", timeouts=BUDGET, max_attempts=4, backoff_base=0.05, backoff_cap=0.5
+)
+
+ClientFactory = Callable[..., Any]  # make(base_url, **settings) -> an object with .chat(messages, **params)
 
 
 @dataclass(frozen=True)
 class Check:
     scenario: str
     expected: str
-    run: Callable[[], tuple[str, bool]]  # returns (observed, passed)
+    # run(make=None) -> (observed, passed); ``make`` builds the client (None: LLMClient via client_for)
+    run: Callable[..., tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -41,7 +58,15 @@ class Row:
     expected: str
     observed: str
     seconds: float
-    passed: bool
+    passed: bool | None  # None: not applicable to the client graded
+
+    @property
+    def result(self) -> str:
+        return "n/a" if self.passed is None else "PASS" if self.passed else "FAIL"
+
+
+class NotApplicable(Exception):
+    """A row needs a setting or a feature the graded client does not have."""
 
 
 def client_for(url: str, **settings: Any) -> LLMClient:
@@ -58,13 +83,38 @@ def client_for(url: str, **settings: Any) -> LLMClient:
     return LLMClient(ClientConfig(**{**base, **settings}))
 
 
+def plain_factory(make_client: ClientFactory) -> ClientFactory:
+    """``make_client`` with the checklist's budget; a row asking for any setting beyond
+    PLAIN_SETTINGS is not applicable to it."""
+
+    def make(url: str, **settings: Any) -> Any:
+        beyond = sorted(set(settings) - set(PLAIN_SETTINGS))
+        if beyond:
+            raise NotApplicable(f"needs {', '.join(beyond)} (LLMClient only)")
+        return make_client(url, **{**PLAIN_BASE, **settings})
+
+    return make
+
+
+@contextmanager
+def opened(make: ClientFactory | None, url: str, **settings: Any) -> Iterator[Any]:
+    """The client ``make`` builds (LLMClient when None), closed afterwards if it can be."""
+    client = (make or client_for)(url, **settings)
+    try:
+        yield client
+    finally:
+        close = getattr(client, "close", None)
+        if callable(close):
+            close()
+
+
 def outcome_of(call: Callable[[], Any]) -> str:
     """'ok', 'stale', 'cached', or the error's class name."""
     try:
         result = call()
     except errors.LLMError as exc:
         return type(exc).__name__
-    return "stale" if result.stale else "cached" if result.cached else "ok"
+    return "stale" if getattr(result, "stale", False) else "cached" if getattr(result, "cached", False) else "ok"
 
 
 def _kinds(error: type) -> set[str]:
@@ -94,11 +144,11 @@ def one_call(
     name = expect.__name__ if isinstance(expect, type) else expect
     expected = name + (f" after {requests} request(s)" if requests else "") + f", <= {BUDGET.total + SLACK_S:g}s"
 
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         start = time.monotonic()
         with (
             FakeLLMServer(script, default=default, latency=0, **(server or {})) as srv,
-            client_for(srv.url, **settings) as client,
+            opened(make, srv.url, **settings) as client,
         ):
             outcome = outcome_of(lambda: client.chat(HELLO, temperature=0))
         elapsed = time.monotonic() - start
@@ -110,9 +160,9 @@ def one_call(
 
 
 def connection_refused() -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         start = time.monotonic()
-        with client_for(_closed_port_url(), max_attempts=2) as client:
+        with opened(make, _closed_port_url(), max_attempts=2) as client:
             outcome = outcome_of(lambda: client.chat(HELLO))
         return outcome, outcome == "ConnectionFailed" and time.monotonic() - start <= BUDGET.total + SLACK_S
 
@@ -120,8 +170,8 @@ def connection_refused() -> Check:
 
 
 def compressed_reply(coding: str = "gzip") -> Check:
-    def run() -> tuple[str, bool]:
-        with FakeLLMServer(compress=coding, latency=0) as srv, client_for(srv.url) as client:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
+        with FakeLLMServer(compress=coding, latency=0) as srv, opened(make, srv.url) as client:
             text = client.chat(HELLO).text
         sent = encoding.negotiate(coding, srv.attempts[0].headers.get("Accept-Encoding")) or "plain"
         return f"{sent} body decoded: {text[:22]!r}...", sent == coding and HELLO[0]["content"] in text
@@ -130,10 +180,10 @@ def compressed_reply(coding: str = "gzip") -> Check:
 
 
 def retry_after_honoured() -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with (
             FakeLLMServer(["429:retry-after=1", "ok"], latency=0) as srv,
-            client_for(srv.url, timeouts=Timeouts(1, 1, 3)) as client,
+            opened(make, srv.url, timeouts=Timeouts(1, 1, 3)) as client,
         ):
             outcome = outcome_of(lambda: client.chat(HELLO))
         waited = srv.attempts[1].t - srv.attempts[0].t
@@ -143,8 +193,8 @@ def retry_after_honoured() -> Check:
 
 
 def drop_with_idempotency() -> Check:
-    def run() -> tuple[str, bool]:
-        with FakeLLMServer(["drop", "ok"], latency=0) as srv, client_for(srv.url) as client:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
+        with FakeLLMServer(["drop", "ok"], latency=0) as srv, opened(make, srv.url) as client:
             outcome = outcome_of(lambda: client.chat(HELLO))
         observed = f"{outcome}, {len(srv.attempts)} requests, billed {srv.billed_requests}x"
         return observed, outcome == "ok" and len(srv.attempts) == 2 and srv.billed_requests == 1
@@ -153,11 +203,11 @@ def drop_with_idempotency() -> Check:
 
 
 def outage_with_budget(calls: int = 100) -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with (
             FakeLLMServer(default="503", latency=0) as srv,
-            client_for(
-                srv.url, retry_budget=0.1, backoff_base=0.001, backoff_cap=0.01, breaker_failures=10**6
+            opened(
+                make, srv.url, retry_budget=0.1, backoff_base=0.001, backoff_cap=0.01, breaker_failures=10**6
             ) as client,
         ):
             for _ in range(calls):
@@ -172,9 +222,9 @@ def flaky_service(share: float = 0.3, calls: int = 200) -> Check:
     """A service that fails a share of requests at random: retries pay, the adaptive
     throttle must let them (a fixed 10 % budget answered 39 % here)."""
 
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         mix = {"ok": 1 - share, "503": share}
-        with FakeLLMServer(mix=mix, seed=5, latency=0) as srv, client_for(srv.url, backoff_base=0.001) as client:
+        with FakeLLMServer(mix=mix, seed=5, latency=0) as srv, opened(make, srv.url, backoff_base=0.001) as client:
             answered = sum(outcome_of(lambda: client.chat(HELLO)) == "ok" for _ in range(calls))
         return (
             f"{answered / calls:.0%} answered, {len(srv.attempts) / calls:.2f} requests per call",
@@ -185,8 +235,8 @@ def flaky_service(share: float = 0.3, calls: int = 200) -> Check:
 
 
 def limited_burst(rpm: int = 2400, calls: int = 40, threads: int = 8) -> Check:
-    def run() -> tuple[str, bool]:
-        with FakeLLMServer(rpm=rpm, latency=0) as srv, client_for(srv.url, rpm=rpm) as client:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
+        with FakeLLMServer(rpm=rpm, latency=0) as srv, opened(make, srv.url, rpm=rpm) as client:
             with ThreadPoolExecutor(threads) as pool:
                 outcomes = list(pool.map(lambda i: outcome_of(lambda: client.chat(HELLO)), range(calls)))
         refused = sum(a.fault == "rate_limited" for a in srv.attempts)
@@ -197,10 +247,10 @@ def limited_burst(rpm: int = 2400, calls: int = 40, threads: int = 8) -> Check:
 
 
 def fallback_answers() -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with (
             FakeLLMServer(model_faults={"fake-large": "503"}, latency=0) as srv,
-            client_for(srv.url, model="fake-large", fallback_models=["fake-mini"], max_attempts=2) as client,
+            opened(make, srv.url, model="fake-large", fallback_models=["fake-mini"], max_attempts=2) as client,
         ):
             result = client.chat(HELLO)
         return f"answered by {result.model}", result.model == "fake-mini"
@@ -209,10 +259,10 @@ def fallback_answers() -> Check:
 
 
 def stale_when_all_down() -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with (
             FakeLLMServer(["ok"], default="503", latency=0) as srv,
-            client_for(srv.url, cache="memory", cache_ttl_s=0.05, serve_stale=True, max_attempts=1) as client,
+            opened(make, srv.url, cache="memory", cache_ttl_s=0.05, serve_stale=True, max_attempts=1) as client,
         ):
             client.chat(HELLO, temperature=0)
             time.sleep(0.06)  # the cached answer expires; the server is down
@@ -223,10 +273,14 @@ def stale_when_all_down() -> Check:
 
 
 def queue_then_drain() -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with tempfile.TemporaryDirectory() as folder, FakeLLMServer(["503", "503"], latency=0) as srv:
-            with client_for(
-                srv.url, fallback_models=["fake-large"], max_attempts=1, queue_path=str(Path(folder) / "queue.sqlite")
+            with opened(
+                make,
+                srv.url,
+                fallback_models=["fake-large"],
+                max_attempts=1,
+                queue_path=str(Path(folder) / "queue.sqlite"),
             ) as client:
                 outcome = outcome_of(lambda: client.chat(HELLO))
                 first, again = client.drain_queue(), client.drain_queue()
@@ -239,8 +293,8 @@ def queue_then_drain() -> Check:
 def twice(scenario: str, script: Sequence[str], expected: str, requests: int, **params: Any) -> Check:
     """The same call twice through a client with a memory cache."""
 
-    def run() -> tuple[str, bool]:
-        with FakeLLMServer(script, latency=0) as srv, client_for(srv.url, cache="memory", max_attempts=1) as client:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
+        with FakeLLMServer(script, latency=0) as srv, opened(make, srv.url, cache="memory", max_attempts=1) as client:
             outcomes = [outcome_of(lambda: client.chat(HELLO, **params)) for _ in range(2)]
         observed = f"{' then '.join(outcomes)}; {len(srv.attempts)} request(s)"
         return observed, len(srv.attempts) == requests
@@ -249,10 +303,10 @@ def twice(scenario: str, script: Sequence[str], expected: str, requests: int, **
 
 
 def breaker_opens_and_recovers(failures: int = 3, reset_s: float = 0.3) -> Check:
-    def run() -> tuple[str, bool]:
+    def run(make: ClientFactory | None = None) -> tuple[str, bool]:
         with (
             FakeLLMServer(["503"] * failures, latency=0) as srv,
-            client_for(srv.url, max_attempts=1, breaker_failures=failures, breaker_reset_s=reset_s) as client,
+            opened(make, srv.url, max_attempts=1, breaker_failures=failures, breaker_reset_s=reset_s) as client,
         ):
             outcomes = [outcome_of(lambda: client.chat(HELLO)) for _ in range(failures + 3)]
             sent_while_open = len(srv.attempts) - failures
@@ -299,12 +353,18 @@ def all_checks() -> list[Check]:
     ]
 
 
-def run_checks(checks: Sequence[Check]) -> list[Row]:
+def run_checks(checks: Sequence[Check], make_client: ClientFactory | None = None) -> list[Row]:
+    """Each check's row, for LLMClient or, given ``make_client(base_url, **settings)``,
+    for the client it makes (see the module's docstring)."""
+    make = None if make_client is None else plain_factory(make_client)
     rows = []
     for check in checks:
         start = time.monotonic()
+        passed: bool | None
         try:
-            observed, passed = check.run()
+            observed, passed = check.run() if make is None else check.run(make)
+        except NotApplicable as exc:
+            observed, passed = f"not applicable: {exc}", None
         except Exception as exc:  # a crash is a failed row, not a crashed checklist
             observed, passed = f"crashed: {type(exc).__name__}: {exc}", False
         rows.append(Row(check.scenario, check.expected, observed, time.monotonic() - start, passed))
@@ -313,9 +373,7 @@ def run_checks(checks: Sequence[Check]) -> list[Row]:
 
 def format_rows(rows: Sequence[Row]) -> str:
     header = ("scenario", "expected", "observed", "time", "result")
-    cells = [header] + [
-        (r.scenario, r.expected, r.observed, f"{r.seconds:.2f}s", "PASS" if r.passed else "FAIL") for r in rows
-    ]
+    cells = [header] + [(r.scenario, r.expected, r.observed, f"{r.seconds:.2f}s", r.result) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -329,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rows = run_checks(all_checks())
     print(format_rows(rows))
-    failed = sum(not r.passed for r in rows)
+    failed = sum(r.passed is False for r in rows)
     print(f"\n{len(rows) - failed} passed, {failed} failed")
     return 1 if failed else 0
 

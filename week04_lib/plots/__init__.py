@@ -5,7 +5,7 @@ Every helper takes its data and an optional ``ax`` and returns the ``ax`` it dre
 side or add to one. Call ``use_style()`` once in a notebook's setup cell.
 """
 
-from .client import OUTCOME_COLORS, latency_cdf, outcome_bars
+from .client import OUTCOME_COLORS, call_flow, latency_cdf, outcome_bars
 from .observe import BREAKER_COLORS, breaker_diagram, breaker_states, cost_saved, incident_timeline, latency_percentiles
 from .rates import cumulative_grants, limit_budget, rate_panels, rate_timeline, token_bucket
 from .retries import (
@@ -29,6 +29,7 @@ __all__ = [
     "backoff_schedules",
     "breaker_diagram",
     "breaker_states",
+    "call_flow",
     "cost_saved",
     "cumulative_grants",
     "fault_sweep",

@@ -1,13 +1,16 @@
-"""Plots of notebook 05: outcomes per configuration and latency distributions."""
+"""Plots of notebook 05: the flow of one call, outcomes per configuration and latency distributions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import matplotlib as mpl
+import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.patches import FancyBboxPatch, Patch, Rectangle
 
 from .style import COLORS, _axes, _marked_line
 
@@ -144,4 +147,128 @@ def latency_cdf(
     ax.set_ylabel("calls done")
     ax.legend(loc="upper left", title="p95, slowest call", title_fontsize=8, alignment="left")
     ax.set_title("Latency of every call")
+    return ax
+
+
+# The layers of one LLMClient.chat, in the order week04_lib/client.py applies them, each
+# coloured by the notebook that teaches it. (label, notebook, what it does)
+PART_COLORS = {"01": COLORS["neutral"], "02": COLORS["accent"], "03": COLORS["limit"], "04": COLORS["ok"]}
+FLOW_STEPS = (
+    ("validate", "05", "bad input: InvalidRequest, nothing sent"),
+    ("request id + deadline", "02", "one id per call, on every attempt (X-Request-ID,\n"
+     "Idempotency-Key); the total deadline starts"),
+    ("cache lookup", "04", "for each model, the primary then the fallbacks:\na hit is the answer at once, cost 0"),
+    ("circuit breaker", "04", "open: skip this model (CircuitOpen)"),
+    ("rate limiter", "03", "retries with backoff around these two (gated by the\n"
+     "adaptive throttle); each attempt first waits for RPM / TPM budget"),
+    ("transport", "01", "one attempt: connect / read timeouts, deadline, typed\n"
+     "errors; a permanent one (400, 401, 404) is raised at once"),
+    ("store: breaker, limiter, cache", "04", "an answer: the breaker and the limiter learn of it,\n"
+     "a whole answer is cached"),
+    ("degrade", "03", "every model failed: a stale answer, else the queue,\nelse AllModelsFailed"),
+    ("final log line + cost", "04", "exactly one per call, answered or not"),
+)  # fmt: skip
+
+
+def _flow_box(ax: Axes, x: float, y: float, w: float, h: float, text: str, part: str, size: float) -> None:
+    color = PART_COLORS.get(part, COLORS["muted"])
+    box = FancyBboxPatch(
+        (x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.12", facecolor=color, alpha=0.18,
+        edgecolor=color, linewidth=1.3,
+    )  # fmt: skip
+    ax.add_patch(box)
+    ax.text(x, y, text, ha="center", va="center", fontsize=size, fontweight="bold")
+    ax.text(x + w / 2 - 0.06, y + h / 2 - 0.05, part, ha="right", va="top", fontsize=size - 2.5, color=color)
+
+
+def _flow_arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], **style: Any) -> None:
+    props = dict(arrowstyle="-|>", color=COLORS["muted"], linewidth=1.1, shrinkA=0, shrinkB=0) | style
+    ax.annotate("", end, start, arrowprops=props)
+
+
+def _flow_frame(ax: Axes, x0: float, y0: float, x1: float, y1: float, label: str, color: str) -> None:
+    ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linestyle="--", linewidth=1))
+    ax.text(x0 + 0.08, y1 - 0.06, label, ha="left", va="top", fontsize=7.5, color=color, style="italic")
+
+
+def call_flow(ax: Axes | None = None, compact: bool = False) -> Axes:
+    """The flow of one ``LLMClient.chat`` through the layers, in the order ``client.py``
+    applies them: validate, request id and deadline, then for each model (primary, then
+    fallbacks) the cache, the breaker, and retries with backoff (the adaptive throttle gating
+    them) of rate limiter then transport; the store; when every model failed, the degraded
+    answers; and one final log line with the cost. Each box is coloured and tagged by the
+    notebook that teaches it.
+
+    ``compact=True`` draws the same layers as one small row: the map of the week (notebook
+    01). Taught in notebook 05, section 5.1.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.4, 1.7) if compact else (7.4, 6.8))
+    ax.set_axis_off()
+    if compact:
+        return _compact_flow(ax)
+    w, h, x = 3.0, 0.46, 2.4
+    ys = {label: 9.6 - i * 0.95 for i, (label, _, _) in enumerate(FLOW_STEPS)}
+    ys["rate limiter"] -= 0.15  # room for the retry frame's label
+    ys["transport"] -= 0.15
+    ys["store: breaker, limiter, cache"] -= 0.3
+    ys["degrade"] -= 0.35
+    ys["final log line + cost"] -= 0.35
+    for label, part, note in FLOW_STEPS:
+        _flow_box(ax, x, ys[label], w, h, label, part, 8.5)
+        ax.text(x + w / 2 + 0.95, ys[label], note, ha="left", va="center", fontsize=7.5, color="#333333", wrap=True)
+    order = [label for label, _, _ in FLOW_STEPS]
+    for upper, lower in pairwise(order):
+        _flow_arrow(ax, (x, ys[upper] - h / 2), (x, ys[lower] + h / 2))
+    # for each model: from the cache lookup to the store
+    top, bottom = ys["cache lookup"] + h / 2 + 0.35, ys["store: breaker, limiter, cache"] - h / 2 - 0.12
+    _flow_frame(ax, x - w / 2 - 0.35, bottom, x + w / 2 + 0.35, top, "each model", COLORS["bad"])
+    # retries: around the limiter and the transport
+    r_top, r_bottom = ys["rate limiter"] + h / 2 + 0.32, ys["transport"] - h / 2 - 0.1
+    _flow_frame(ax, x - w / 2 - 0.1, r_bottom, x + w / 2 + 0.1, r_top, "retries (02)", PART_COLORS["02"])
+    # loops: a transient error is retried; after the retries, the next model
+    left = x - w / 2
+    _flow_arrow(
+        ax, (left, ys["transport"]), (left, ys["rate limiter"]), connectionstyle="arc3,rad=-0.9",
+        color=PART_COLORS["02"],
+    )  # fmt: skip
+    edge = x - w / 2 - 0.35
+    _flow_arrow(
+        ax, (edge, r_bottom - 0.1), (edge, ys["cache lookup"]), connectionstyle="arc3,rad=-0.4",
+        color=COLORS["bad"], linestyle=":",
+    )  # fmt: skip
+    middle = (r_bottom + ys["cache lookup"]) / 2
+    ax.text(edge - 0.75, middle, "still failing after the retries: next model", rotation=90, ha="center", va="center",
+            fontsize=7, color=COLORS["bad"])  # fmt: skip
+    # exits to the right: an answer from the cache, skip on an open breaker
+    right = x + w / 2
+    for label in ("cache lookup", "circuit breaker"):
+        _flow_arrow(ax, (right, ys[label]), (right + 0.85, ys[label]), color=COLORS["muted"])
+    handles = [Patch(color=c, alpha=0.5, label=f"notebook {p}") for p, c in PART_COLORS.items()]
+    ax.legend(handles=handles, loc="lower center", ncol=4, fontsize=7.5, bbox_to_anchor=(0.5, -0.02))
+    ax.set_xlim(-0.2, 10.4)
+    ax.set_ylim(ys["final log line + cost"] - 0.85, 10.35)
+    ax.set_title("One call through LLMClient: the layers, in order")
+    return ax
+
+
+def _compact_flow(ax: Axes) -> Axes:
+    steps = [
+        ("validate", "05"), ("cache", "04"), ("breaker", "04"), ("limiter", "03"), ("transport", "01"),
+        ("fallback /\ndegrade", "03"), ("log +\ncost", "04"),
+    ]  # fmt: skip
+    w, h, gap = 1.12, 0.62, 0.32
+    xs = [w / 2 + i * (w + gap) for i in range(len(steps))]
+    for (label, part), x in zip(steps, xs, strict=True):
+        _flow_box(ax, x, 0.0, w, h, label, part, 7.5)
+    for a, b in pairwise(xs):
+        _flow_arrow(ax, (a + w / 2, 0.0), (b - w / 2, 0.0))
+    # retries wrap the limiter and the transport
+    x0, x1 = xs[3] - w / 2 - 0.1, xs[4] + w / 2 + 0.1
+    _flow_frame(ax, x0, -h / 2 - 0.1, x1, h / 2 + 0.42, "retry + backoff (02)", PART_COLORS["02"])
+    _flow_arrow(ax, (xs[4], -h / 2), (xs[3], -h / 2), connectionstyle="arc3,rad=-0.5", color=PART_COLORS["02"])
+    ax.set_xlim(-0.1, xs[-1] + w / 2 + 0.1)
+    ax.set_ylim(-h / 2 - 0.4, h / 2 + 0.5)
+    ax.set_aspect("equal")
+    ax.set_title("The week on one call: each layer, and the notebook that teaches it", fontsize=9)
     return ax
