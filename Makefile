@@ -34,7 +34,7 @@ $(LOWEST_STAMP): requirements-lowest.txt pyproject.toml
 	@touch $(LOWEST_STAMP)
 
 test: $(STAMP) $(LOWEST_STAMP)  ## unit and integration tests, every notebook under nbval, then test-lowest
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests notebooks $(NBVAL)
 	@$(MAKE) --no-print-directory test-lowest
 
 test-lowest: $(LOWEST_STAMP)  ## the core tests against the lowest declared versions (.venv-lowest)
