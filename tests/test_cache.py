@@ -30,8 +30,7 @@ from week04_lib.cache import (
 )
 from week04_lib.degrade import stale_answer
 from week04_lib.errors import InvalidRequest
-
-from .virtual_time import VirtualClock
+from week04_lib.virtual_time import VirtualClock
 
 BASE = {
     "model": "fake-mini",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
 import time
@@ -14,21 +13,15 @@ import urllib3
 
 from week04_lib import errors
 from week04_lib.config import PRESETS, Timeouts
+from week04_lib.exercises import load_file
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.transport import Transport
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = _load("checks_01", NOTEBOOKS / "checks" / "checks_01.py")
-solutions = _load("solutions_01", NOTEBOOKS / "solutions" / "01_solutions.py")
+checks = load_file(NOTEBOOKS / "checks" / "checks_01.py")
+solutions = load_file(NOTEBOOKS / "solutions" / "01_solutions.py")
 PAYLOAD = checks.PAYLOAD
 
 

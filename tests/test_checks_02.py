@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import threading
 import time
 from collections import deque
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from week04_lib.exercises import load_file
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = _load(NOTEBOOKS / "checks" / "checks_02.py")
-solutions = _load(NOTEBOOKS / "solutions" / "02_solutions.py")
+checks = load_file(NOTEBOOKS / "checks" / "checks_02.py")
+solutions = load_file(NOTEBOOKS / "solutions" / "02_solutions.py")
 
 
 @pytest.mark.parametrize("name", ["exponential", "retry_wait", "new_budget"])

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from week04_lib.exercises import load_file
 from week04_lib.ratelimit import parse_duration
 
 NOTEBOOKS = Path(__file__).parents[1] / "notebooks"
 
 
-def _load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-checks = _load(NOTEBOOKS / "checks" / "checks_03.py")
-solutions = _load(NOTEBOOKS / "solutions" / "03_solutions.py")
+checks = load_file(NOTEBOOKS / "checks" / "checks_03.py")
+solutions = load_file(NOTEBOOKS / "solutions" / "03_solutions.py")
 
 
 @pytest.mark.parametrize("name", ["binding_limit", "new_bucket", "adaptive_wait"])

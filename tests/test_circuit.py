@@ -8,9 +8,9 @@ from week04_lib import errors
 from week04_lib.circuit import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, CircuitBreakers
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.transport import Transport
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 DOWN = errors.ServerError("503", status_code=503)
 

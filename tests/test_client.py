@@ -12,9 +12,9 @@ from week04_lib import ChatResult, ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.cache import MemoryCache
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.logs import log_to, read_logs
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 KEY = "sk-test-key-0123456789abcdef"
 

@@ -9,9 +9,9 @@ from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.logs import FIELDS, JsonFormatter, format_summary, log_to, read_logs, summarize
 from week04_lib.retry import RetryPolicy, wait_backoff
 from week04_lib.transport import Transport
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 
 @pytest.fixture

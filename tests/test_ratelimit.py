@@ -12,9 +12,9 @@ from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.ratelimit import RateLimiter, TokenBucket, estimate_tokens, parse_duration
 from week04_lib.retry import RetryPolicy, wait_backoff
 from week04_lib.transport import Transport
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 
 def no_sleep(seconds):

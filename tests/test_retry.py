@@ -11,9 +11,9 @@ from week04_lib import errors
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.retry import RetryBudget, RetryPolicy, new_request_id, parse_retry_after, wait_backoff
 from week04_lib.transport import Transport
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 PAYLOAD = {"model": "fake-mini", "messages": HELLO}
 

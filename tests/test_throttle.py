@@ -14,9 +14,9 @@ from week04_lib.answer_times import AnswerTimes
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.fakeserver.latency import LatencyModel
 from week04_lib.throttle import AdaptiveThrottle
+from week04_lib.virtual_time import VirtualClock
 
 from .conftest import HELLO
-from .virtual_time import VirtualClock
 
 
 def settle(failure_share: float, n: int = 2000, seed: int = 1) -> tuple[float, float]:

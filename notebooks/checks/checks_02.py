@@ -18,23 +18,9 @@ from week04_lib import backoff, errors
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.retry import RetryPolicy, wait_backoff
 from week04_lib.transport import Transport
+from week04_lib.virtual_time import VirtualClock
 
 PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
-
-
-class VirtualClock:
-    """A clock that moves only when something sleeps on it (or a check sets ``now``)."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 3))
-        self.now += seconds
 
 
 def _equal(got: Any, expected: Any, what: str) -> None:

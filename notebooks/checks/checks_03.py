@@ -16,21 +16,9 @@ from typing import Any
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.ratelimit import TokenBucket
 from week04_lib.transport import Transport, parse_retry_after
+from week04_lib.virtual_time import VirtualClock
 
 PAYLOAD = {"model": "fake-mini", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8}
-
-
-class VirtualClock:
-    """A clock that moves only when something sleeps on it (or a check sets ``now``)."""
-
-    def __init__(self, start: float = 0.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # ★ Exercise 1

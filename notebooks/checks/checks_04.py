@@ -24,21 +24,6 @@ from week04_lib.logs import read_logs
 INCIDENT_LOG = Path(__file__).resolve().parents[2] / "data" / "incident_logs.jsonl"
 
 
-def grade(stars: str, check: Callable[[Any], str | None], yours: Callable, reference: Callable, *sample: Any) -> None:
-    """Check your function; while it returns None for ``sample``, check the reference instead.
-
-    Prints "passed" only when your own function passed the check.
-    """
-    if yours(*sample) is None:
-        measured = check(reference)
-        print(f"{stars} reference used, yours not attempted yet ({yours.__name__} returns None)")
-    else:
-        measured = check(yours)
-        print(f"{stars} passed")
-    if measured:
-        print(measured)
-
-
 # Section 4.2's table, and its self-check question: does the key include everything?
 
 

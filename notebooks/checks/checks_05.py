@@ -1,69 +1,23 @@
 """The self-checks of notebook 05's exercises and workshop: each raises AssertionError
 with a message that says what is wrong, and returns a short line of evidence.
 
-Loaded by path (``load``), like ``solutions/05_solutions.py``; tests/test_checks_05.py
+Loaded by path (``week04_lib.exercises.load_file``), like ``solutions/05_solutions.py``; tests/test_checks_05.py
 shows that each one fails for wrong answers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from week04_lib import ChatResult, ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.checklist import HELLO, PLAIN_BASE, Row, all_checks, run_checks
 from week04_lib.fakeserver import FakeLLMServer
-
-NOT_ATTEMPTED = "reference used, yours not attempted yet"
-
-
-def load(path: str | Path, name: str) -> ModuleType:
-    """The module at ``path``, loaded afresh (so an edited file is read again)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None, f"cannot load {path}"
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-class StandIn:
-    """Your function; the reference instead if your first answer is None (untouched)."""
-
-    def __init__(self, yours: Callable[..., Any], reference: Callable[..., Any]) -> None:
-        self.yours, self.reference = yours, reference
-        self.reference_used: bool | None = None  # decided by the first call
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.reference_used is None:
-            answer = self.yours(*args, **kwargs)
-            self.reference_used = answer is None
-            if not self.reference_used:
-                return answer
-        return (self.reference if self.reference_used else self.yours)(*args, **kwargs)
-
-
-def grade(
-    check: Callable[[Callable[..., Any]], str],
-    yours: Callable[..., Any],
-    reference: Callable[..., Any],
-    stars: str = "★",
-) -> str:
-    """Run ``check`` on your function (the reference while yours returns None); what to print:
-    "★ passed: ..." only when your own function passed."""
-    fn = StandIn(yours, reference)
-    evidence = check(fn)
-    if fn.reference_used:
-        return f"{yours.__name__}: {NOT_ATTEMPTED} ({evidence})"
-    return f"{stars} passed: {evidence}"
 
 
 def _outcome(call: Callable[[], Any]) -> Any:

@@ -212,6 +212,12 @@ def fault_sweep(
     return answered_ax, cost_ax
 
 
+def _requests_so_far(ax: Axes, sorted_times: np.ndarray, until_s: float, **style: Any) -> None:
+    """A step line: how many requests were sent by each moment, held flat until ``until_s``."""
+    n = sorted_times.size
+    ax.step(np.r_[sorted_times, until_s], np.r_[np.arange(1, n + 1), n], where="post", linewidth=2, **style)
+
+
 def naive_retries(
     naive: Mapping[str, Sequence[float]],
     sensible: Mapping[str, Sequence[float]] | None = None,
@@ -231,14 +237,7 @@ def naive_retries(
     for ax, (fault, times) in zip(axes, naive.items(), strict=True):
         t = np.sort(np.asarray(times, dtype=float))
         span = float(t[-1]) if t.size > 1 else until_s
-        ax.step(
-            np.r_[t, until_s],
-            np.r_[np.arange(1, t.size + 1), t.size],
-            where="post",
-            color=COLORS["bad"],
-            linewidth=2,
-            label="naive loop: at once, on any error",
-        )
+        _requests_so_far(ax, t, until_s, color=COLORS["bad"], label="naive loop: at once, on any error")
         stopped = span < until_s * 0.9  # the demo stopped this one early; the loop itself would not
         note = f"{t.size:,} requests\n≈ {t.size / span:,.0f} per second" + ("\n(then the demo stopped it)" * stopped)
         ax.annotate(
@@ -254,12 +253,11 @@ def naive_retries(
         polite = np.sort(np.asarray((sensible or {}).get(fault, []), dtype=float))
         polite = polite[polite <= until_s]
         if polite.size:
-            ax.step(
-                np.r_[polite, until_s],
-                np.r_[np.arange(1, polite.size + 1), polite.size],
-                where="post",
+            _requests_so_far(
+                ax,
+                polite,
+                until_s,
                 color=COLORS["ok"],
-                linewidth=2,
                 marker="o",
                 markevery=list(range(polite.size)),
                 label="retry transient errors only, with backoff",
