@@ -115,6 +115,21 @@ def test_a_new_model_asks_half_the_budget_and_a_cut_short_request_raises_the_est
     assert times.needed("m", ROOMY) > 1.0
 
 
+def test_the_fast_percentiles_agree_with_the_statistics_module():
+    import math
+    import statistics
+
+    from week04_lib.answer_times import Z99, _fitted_p99, _seen_p99
+
+    rng = random.Random(5)
+    for n in (20, 33, 50):
+        seen = [rng.lognormvariate(-1, 0.9) for _ in range(n)]
+        logs = [math.log(s) for s in seen]
+        fitted = math.exp(statistics.fmean(logs) + Z99 * statistics.stdev(logs))
+        assert _fitted_p99(seen) == pytest.approx(fitted, rel=1e-9)
+        assert _seen_p99(seen) == pytest.approx(statistics.quantiles(seen, n=100, method="inclusive")[98], rel=1e-9)
+
+
 def test_the_own_limiter_never_opens_the_breaker_against_a_healthy_server():
     # every answer takes 0.1 s: a request let go with less time left than that cannot
     # finish. The client asks for at least 0.25 s (and half the budget until it has seen

@@ -277,6 +277,13 @@ class LLMClient:
             return None
         return self.throttles[model]
 
+    def _permit(self, call: _Call, model: str) -> Permit:
+        """The limiter's permit, refused if it would let the request go with less time left
+        than a slow answer of this model takes (it could not finish)."""
+        assert self.limiter is not None
+        last_moment = call.deadline - self.answer_times.needed(model, call.options.timeouts)
+        return self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
+
     def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
             raise errors.DeadlineExceeded(
@@ -284,14 +291,8 @@ class LLMClient:
             )
         model = payload["model"]
         throttle = self.throttles[model] if self.throttles else None
-        # a request let go with less time left than a slow answer takes cannot finish: refuse it
-        last_moment = call.deadline - self.answer_times.needed(model, call.options.timeouts)
         try:
-            permit = (
-                self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
-                if self.limiter
-                else contextlib.nullcontext()
-            )
+            permit = self._permit(call, model) if self.limiter else contextlib.nullcontext()
         except errors.LLMError as exc:  # our own limiter: say which call it stopped
             raise _with_context(exc, call, model, attempt) from None
         with permit:
