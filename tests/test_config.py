@@ -13,6 +13,21 @@ def test_presets_match_the_course_table(name, expected):
     assert (t.connect, t.read, t.total) == expected
 
 
+def test_stream_limits_fit_inside_each_preset_and_a_shorter_call():
+    for name in ("quick_chat", "standard", "long_form"):
+        t = Timeouts.preset(name)
+        assert 0 < t.idle < t.first_token < t.total
+    assert Timeouts.preset("embedding").first_token is None  # an embedding is never streamed
+    short = Timeouts.preset("standard").within(4)
+    assert (short.connect, short.read, short.total, short.first_token, short.idle) == (4, 4, 4, 4, 4)
+
+
+@pytest.mark.parametrize("bad", [{"first_token": 0}, {"idle": -1}, {"idle": "5"}, {"first_token": float("inf")}])
+def test_stream_limits_are_none_or_positive(bad):
+    with pytest.raises(InvalidRequest, match=next(iter(bad))):
+        Timeouts(**bad)
+
+
 def test_unknown_preset_names_the_choices():
     with pytest.raises(InvalidRequest, match="quick_chat"):
         Timeouts.preset("fast")
@@ -38,6 +53,8 @@ def test_from_env_reads_week04_variables():
         "WEEK04_FALLBACK_MODELS": "fake-large, other",
         "WEEK04_TIMEOUT_PRESET": "quick_chat",
         "WEEK04_READ_TIMEOUT": "7.5",
+        "WEEK04_IDLE_TIMEOUT": "4",
+        "WEEK04_EMBEDDING_MODEL": "fake-embed",
         "WEEK04_MAX_ATTEMPTS": "2",
         "WEEK04_SERVE_STALE": "yes",
         "WEEK04_CACHE": "sqlite:/tmp/x.sqlite",
@@ -47,7 +64,8 @@ def test_from_env_reads_week04_variables():
     assert config.base_url == "http://127.0.0.1:9/v1"
     assert config.api_key == "k1" and config.model == "fake-mini"
     assert config.fallback_models == ("fake-large", "other")
-    assert config.timeouts == Timeouts(3, 7.5, 18)
+    assert config.timeouts == Timeouts(3, 7.5, 18, first_token=10, idle=4)
+    assert config.embedding_model == "fake-embed"
     assert config.max_attempts == 2 and config.serve_stale is True
     assert config.cache == "sqlite:/tmp/x.sqlite"
     assert config.retry_budget is None and ClientConfig().retry_budget is None  # adaptive throttling instead

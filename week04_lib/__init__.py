@@ -7,6 +7,8 @@ a circuit breaker and cost tracking, and a local fake server that misbehaves on 
 from . import errors
 from .client import ChatResult, LLMClient
 from .config import ClientConfig, Timeouts
+from .embed import EmbeddingResult
+from .stream import ChatStream
 
-__all__ = ["ChatResult", "ClientConfig", "LLMClient", "Timeouts", "errors"]
+__all__ = ["ChatResult", "ChatStream", "ClientConfig", "EmbeddingResult", "LLMClient", "Timeouts", "errors"]
 __version__ = "0.1.0"

@@ -17,13 +17,12 @@ One client is safe to share between threads.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import errors
 from .answer_times import AnswerTimes
@@ -32,16 +31,19 @@ from .circuit import CircuitBreakers
 from .config import ClientConfig, Timeouts
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
+from .embed import EmbeddingResult, embed_texts, text_tokens
 from .logs import attempt_record, final_record, log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
+from .stream import ChatStream
 from .throttle import AdaptiveThrottle, AdaptiveThrottles
-from .transport import Completion, Transport, Usage, completion_from_json
+from .transport import Completion, StreamReader, Transport, Usage, completion_from_json
 
-__all__ = ["ChatResult", "LLMClient"]
+__all__ = ["ChatResult", "ChatStream", "EmbeddingResult", "LLMClient"]
 
 log = logging.getLogger("week04_lib.client")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ class ChatResult:
 
 @dataclass
 class _Call:
-    """What one logical call has done so far (for its result and its final log line)."""
+    """What one logical call has done so far (for its result and its final log line).
+    ``send`` is the transport's method for its kind (chat, open_stream, embeddings)."""
 
     request_id: str
     messages: list[dict[str, Any]]
@@ -74,9 +77,13 @@ class _Call:
     deadline: float
     started: float
     options: CallOptions
+    send: Callable[..., Any]
+    tokens: int  # the limiter's estimate
+    prompt_len: int
     attempts: int = 0
     model: str = ""
     server_said: dict[str, errors.LLMError] = field(default_factory=dict)  # model -> its last error
+    held: Permit | None = None  # a stream's limiter permit, released when the stream ends
 
     def idempotency_key(self, model: str) -> str:
         """One key per (logical call, model): the same on every retry and drain, but a
@@ -164,28 +171,99 @@ class LLMClient:
         Per-call options, never sent in the body: ``timeout`` (seconds for the whole call,
         or a ``Timeouts``), ``max_attempts``, ``cache=False`` (neither read nor write it),
         ``extra_headers``. ``model`` asks for that model only (no fallbacks)."""
+        call = self._new_call(messages, params, request_id, timeout, max_attempts, cache, extra_headers)
+        models = [model] if model else [self.config.model, *self.config.fallback_models]
+        return self._call(call, lambda: self._first_answer(call, models, model))
+
+    def stream(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        model: str | None = None,
+        request_id: str | None = None,
+        timeout: float | Timeouts | None = None,
+        max_attempts: int | None = None,
+        cache: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
+        **params: Any,
+    ) -> ChatStream:
+        """Like ``chat``, streamed: returns a ``ChatStream`` once the first token is in
+        (retries, fallbacks and the breaker apply until then); iterate it for the text,
+        then read ``.result``. Use it in a ``with`` block: leaving it closes the stream.
+        ``Timeouts.first_token`` and ``idle`` bound the waits; a failure after the first
+        token is a ``StreamInterrupted`` carrying the text so far."""
+        call = self._new_call(
+            messages, params, request_id, timeout, max_attempts, cache, extra_headers, send=self.transport.open_stream
+        )
+        models = [model] if model else [self.config.model, *self.config.fallback_models]
+        return self._call(call, lambda: ChatStream(self, call, self._first_answer(call, models, model)))
+
+    def embed(
+        self,
+        texts: str | Sequence[str],
+        model: str | None = None,
+        *,
+        timeout: float | Timeouts | None = None,
+        max_attempts: int | None = None,
+        cache: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
+        max_batch: int = 256,
+        concurrency: int = 4,
+        **params: Any,
+    ) -> EmbeddingResult:
+        """Vectors for one text or a list, in input order, through every layer. Texts
+        already in the cache (same model, text and ``dimensions``) are not sent; the rest
+        go in batches of ``max_batch``, ``concurrency`` at a time, each batch one request
+        with the ``embedding`` timeout preset unless ``timeout`` says otherwise."""
+        return embed_texts(
+            self, texts, model or self.config.embedding_model, params,
+            timeout=timeout, max_attempts=max_attempts, cache=cache, extra_headers=extra_headers,
+            max_batch=max_batch, concurrency=concurrency,
+        )  # fmt: skip
+
+    def _new_call(
+        self,
+        messages: Any,
+        params: dict[str, Any],
+        request_id: str | None,
+        timeout: float | Timeouts | None,
+        max_attempts: int | None,
+        cache: bool,
+        extra_headers: Mapping[str, str] | None,
+        send: Callable[..., Any] | None = None,
+    ) -> _Call:
         validate(messages, params)
         options = call_options(self.config, timeout, max_attempts, cache, extra_headers)
         if request_id is not None:
             check_request_id(request_id)
         started = self.clock()
-        call = _Call(
-            request_id or new_request_id(),
-            [dict(m) for m in messages],
-            params,
-            started + options.timeouts.total,
-            started,
-            options,
-        )
-        models = [model] if model else [self.config.model, *self.config.fallback_models]
-        with records_of(self):
-            return self._call(call, models, explicit_model=model)
+        messages = [dict(m) for m in messages]
+        return _Call(
+            request_id or new_request_id(), messages, params, started + options.timeouts.total, started, options,
+            send=send or self.transport.chat,
+            tokens=estimate_tokens(messages, params.get("max_tokens")),
+            prompt_len=sum(len(str(m.get("content") or "")) for m in messages),
+        )  # fmt: skip
 
-    def _call(self, call: _Call, models: list[str], explicit_model: str | None) -> ChatResult:
-        result: ChatResult | None = None
+    def _new_embed_call(self, request_id: str, model: str, texts: list[str], options: CallOptions) -> _Call:
+        started = self.clock()
+        return _Call(
+            request_id, [], {}, started + options.timeouts.total, started, options,
+            send=self.transport.embeddings, tokens=sum(map(text_tokens, texts)),
+            prompt_len=sum(map(len, texts)), model=model,
+        )  # fmt: skip
+
+    def _call(self, call: _Call, work: Callable[[], T]) -> T:
+        """Run one logical call's ``work``: every failure typed, one final record (a
+        stream writes its own, when it ends)."""
+        with records_of(self):  # this client's log file takes them
+            return self._logged_call(call, work)
+
+    def _logged_call(self, call: _Call, work: Callable[[], T]) -> T:
+        result: Any = None
         failure: BaseException | None = None
         try:
-            result = self._first_answer(call, models, explicit_model)
+            result = work()
             return result
         except errors.LLMError as exc:
             failure = exc
@@ -201,9 +279,10 @@ class LLMClient:
             failure = exc
             raise
         finally:  # exactly one final record per call, however it ended
-            self._log_final(call, result=result, error=failure)
+            if not isinstance(result, ChatStream):
+                self._log_final(call, result=result, error=failure)
 
-    def _first_answer(self, call: _Call, models: list[str], explicit_model: str | None) -> ChatResult:
+    def _first_answer(self, call: _Call, models: list[str], explicit_model: str | None) -> ChatResult | StreamReader:
         try:
             return first_success(models, lambda m: self._from_model(call, m), request_id=call.request_id)[1]
         except errors.AllModelsFailed as exc:
@@ -212,7 +291,7 @@ class LLMClient:
     def _payload(self, call: _Call, model: str) -> dict[str, Any]:
         return {"model": model, "messages": call.messages, **call.params}
 
-    def _from_model(self, call: _Call, model: str) -> ChatResult:
+    def _from_model(self, call: _Call, model: str) -> ChatResult | StreamReader:
         call.model = model
         payload = self._payload(call, model)
         use_cache = call.options.use_cache and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
@@ -226,19 +305,27 @@ class LLMClient:
                     "request_id": call.request_id,
                     "model": model,
                     "cache_hit": True,
-                    "prompt_len": _prompt_len(call),
+                    "prompt_len": call.prompt_len,
                 },
             )
             return self._result(call, completion_from_json(hit["completion"]), cached=True)
         done = self._through_breaker(call, model, payload)
+        if isinstance(done, StreamReader):
+            return done  # its ChatStream stores it when (and only if) it ends complete
         result = self._result(call, done)
-        if cache is not None and storable(done.raw):
-            cache.put(
-                key, {"completion": done.raw, "cost_usd": result.cost_usd or 0.0}, wait_s=call.deadline - self.clock()
-            )
+        self._store(call, result)
         return result
 
-    def _through_breaker(self, call: _Call, model: str, payload: dict[str, Any]) -> Completion:
+    def _store(self, call: _Call, result: ChatResult) -> None:
+        """Keep a complete answer, if this call may use the cache."""
+        payload = self._payload(call, call.model)
+        if not (call.options.use_cache and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]):
+            return
+        if self.cache is not None and storable(result.raw):
+            value = {"completion": result.raw, "cost_usd": result.cost_usd or 0.0}
+            self.cache.put(cache_key(payload, self.config.base_url), value, wait_s=call.deadline - self.clock())
+
+    def _through_breaker(self, call: _Call, model: str, payload: dict[str, Any]) -> Any:
         """Retries under the model's breaker, which hears only what the server did: its
         last error in this call, or no news at all if nothing it said failed the call (a
         request never sent, our own limiter or throttle, our own deadline). Released
@@ -282,9 +369,9 @@ class LLMClient:
         than a slow answer of this model takes (it could not finish)."""
         assert self.limiter is not None
         last_moment = call.deadline - self.answer_times.needed(model, call.options.timeouts)
-        return self.limiter.acquire(estimate_tokens(call.messages, call.params.get("max_tokens")), last_moment)
+        return self.limiter.acquire(call.tokens, last_moment)
 
-    def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Completion:
+    def _attempt(self, call: _Call, payload: dict[str, Any], attempt: int) -> Any:
         if call.deadline - self.clock() <= 0:  # not an attempt: nothing would be sent
             raise errors.DeadlineExceeded(
                 "no time left for another attempt", request_id=call.request_id, model=payload["model"], attempt=attempt
@@ -292,14 +379,14 @@ class LLMClient:
         model = payload["model"]
         throttle = self.throttles[model] if self.throttles else None
         try:
-            permit = self._permit(call, model) if self.limiter else contextlib.nullcontext()
+            permit = self._permit(call, model) if self.limiter else None
         except errors.LLMError as exc:  # our own limiter: say which call it stopped
             raise _with_context(exc, call, model, attempt) from None
-        with permit:
+        try:
             call.attempts += 1  # counted once a request is really about to go
             started = self.clock()
             try:
-                done = self.transport.chat(
+                done = call.send(
                     payload,
                     timeouts=call.options.timeouts,
                     deadline=call.deadline,
@@ -321,11 +408,17 @@ class LLMClient:
                 raise
             if throttle is not None:
                 throttle.record(accepted=True)
-            self.answer_times.record(model, done.latency_s)
-            if isinstance(permit, Permit) and self.limiter and done.usage.known:
+            if isinstance(done, StreamReader):
+                call.held, permit = permit, None  # a stream holds its permit until it ends
+            else:
+                self.answer_times.record(model, done.latency_s)
+            if permit is not None and self.limiter and done.usage.known:
                 permit.reconcile(done.usage.total_tokens)
                 self.limiter.observe_headers(done.headers)
             self._log_attempt(call, model, attempt, started, done=done)
+        finally:
+            if permit is not None:
+                permit.release()
         return done
 
     def _result(self, call: _Call, done: Completion, *, cached: bool = False, stale: bool = False) -> ChatResult:
@@ -357,7 +450,7 @@ class LLMClient:
                 if found is not None:
                     call.model = model
                     return self._result(call, completion_from_json(found["completion"]), stale=True)
-        if self.queue is not None:
+        if self.queue is not None and call.send == self.transport.chat:  # a stream cannot be sent later
             # the model only if the caller chose one: a drain may use the whole chain
             request = {"messages": call.messages, "params": call.params, "model": explicit_model}
             self.queue.enqueue(call.request_id, request)
@@ -393,22 +486,20 @@ class LLMClient:
     ) -> None:
         if log.isEnabledFor(logging.INFO):  # nobody listens: skip building the record
             fields = attempt_record(
-                call.request_id, model, attempt, self.clock() - started, _prompt_len(call),
+                call.request_id, model, attempt, self.clock() - started, call.prompt_len,
                 self.breakers[model].state, done=done, error=error,
             )  # fmt: skip
             log.info("attempt %s %s", attempt, "ok" if error is None else type(error).__name__, extra=fields)
 
-    def _log_final(self, call: _Call, *, result: ChatResult | None = None, error: BaseException | None = None) -> None:
+    def _log_final(
+        self, call: _Call, *, result: Any = None, error: BaseException | None = None, ttft_s: float | None = None
+    ) -> None:
         if log.isEnabledFor(logging.INFO):
             fields = final_record(
-                call.request_id, call.model, call.attempts, self.clock() - call.started, _prompt_len(call),
-                self.breakers[call.model].state if call.model else None, result=result, error=error,
+                call.request_id, call.model, call.attempts, self.clock() - call.started, call.prompt_len,
+                self.breakers[call.model].state if call.model else None, result=result, error=error, ttft_s=ttft_s,
             )  # fmt: skip
             log.info("call %s", "ok" if result is not None else f"failed: {type(error).__name__}", extra=fields)
-
-
-def _prompt_len(call: _Call) -> int:
-    return sum(len(str(m.get("content") or "")) for m in call.messages)
 
 
 def _with_context(exc: errors.LLMError, call: _Call, model: str, attempt: int | None = None) -> errors.LLMError:

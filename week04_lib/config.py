@@ -17,12 +17,13 @@ from urllib.parse import urlsplit
 
 from .errors import InvalidRequest
 
-# The course's table: connect / read / total seconds per use case.
+# The course's table: connect / read / total seconds per use case, then a stream's
+# first_token and idle limits (an embedding is never streamed).
 PRESETS: dict[str, tuple] = {
-    "quick_chat": (3.0, 15.0, 18.0),
-    "standard": (5.0, 30.0, 35.0),
-    "long_form": (5.0, 90.0, 95.0),
-    "embedding": (3.0, 10.0, 13.0),
+    "quick_chat": (3.0, 15.0, 18.0, 10.0, 5.0),
+    "standard": (5.0, 30.0, 35.0, 20.0, 10.0),
+    "long_form": (5.0, 90.0, 95.0, 30.0, 20.0),
+    "embedding": (3.0, 10.0, 13.0, None, None),
 }
 # A chat completion is kilobytes: a bigger reply is an InvalidResponse, not a MemoryError.
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 2**20
@@ -74,17 +75,35 @@ def check_file_path(path: str | os.PathLike[str], what: str) -> Path:
 class Timeouts:
     """Seconds. ``connect``: TCP set-up; ``read``: the longest silence between bytes;
     ``total``: the whole attempt, however the bytes arrive (requests has no such limit).
+    For a stream, optionally: ``first_token``, the longest wait for its first token, and
+    ``idle``, the longest gap between its chunks (keep-alive comments do not count);
+    both end within ``total``.
     """
 
     connect: float = 5.0
     read: float = 30.0
     total: float = 35.0
+    first_token: float | None = None
+    idle: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("connect", "read", "total"):
+        for name in ("connect", "read", "total", "first_token", "idle"):
             value = getattr(self, name)
+            if value is None and name in ("first_token", "idle"):
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
                 raise InvalidRequest(f"Timeouts.{name} must be a positive number of seconds, got {value!r}")
+
+    def within(self, total: float) -> Timeouts:
+        """These timeouts for a call of ``total`` seconds: no phase may wait longer."""
+
+        def cap(value: float | None) -> float | None:
+            return None if value is None else min(value, total)
+
+        return dataclasses.replace(
+            self, connect=min(self.connect, total), read=min(self.read, total), total=total,
+            first_token=cap(self.first_token), idle=cap(self.idle),
+        )  # fmt: skip
 
     @classmethod
     def preset(cls, name: str) -> Timeouts:
@@ -169,6 +188,7 @@ class ClientConfig:
     api_key: str | None = field(default=None, repr=False)
     model: str = "gpt-4o-mini"
     fallback_models: tuple[str, ...] = ()
+    embedding_model: str = "text-embedding-3-small"  # LLMClient.embed's default
     timeouts: Timeouts = field(default_factory=_timeouts_default)
     max_attempts: int = 4
     backoff_base: float = 0.5
@@ -196,8 +216,10 @@ class ClientConfig:
         settle("base_url", check_base_url(self.base_url))
         if self.api_key is not None:
             check_header_value("api_key", self.api_key)
-        if not isinstance(self.model, str) or not self.model.strip():
-            raise InvalidRequest(f"model must be a non-empty string, got {self.model!r}")
+        for name in ("model", "embedding_model"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidRequest(f"{name} must be a non-empty string, got {value!r}")
         settle("fallback_models", _fallbacks(self.fallback_models, self.model))
         if not isinstance(self.timeouts, Timeouts):
             raise InvalidRequest("timeouts must be a Timeouts (e.g. Timeouts.preset('standard'))")
@@ -253,7 +275,7 @@ class ClientConfig:
 def _timeouts_from_env(env: Mapping[str, str]) -> Timeouts:
     base = Timeouts.preset(env.get("WEEK04_TIMEOUT_PRESET") or "standard")
     parts = {}
-    for name in ("connect", "read", "total"):
+    for name in ("connect", "read", "total", "first_token", "idle"):
         raw = env.get(f"WEEK04_{name.upper()}_TIMEOUT")
         if raw:
             try:
@@ -286,6 +308,7 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "api_key": ("WEEK04_API_KEY", str),
     "model": ("WEEK04_MODEL", str),
     "fallback_models": ("WEEK04_FALLBACK_MODELS", _models),
+    "embedding_model": ("WEEK04_EMBEDDING_MODEL", str),
     "max_attempts": ("WEEK04_MAX_ATTEMPTS", int),
     "backoff_base": ("WEEK04_BACKOFF_BASE", float),
     "backoff_cap": ("WEEK04_BACKOFF_CAP", float),

@@ -98,6 +98,13 @@ class DeadlineExceeded(LLMTimeout):
     error_type = "deadline"
 
 
+class FirstTokenTimeout(LLMTimeout):
+    """A stream sent no token within ``Timeouts.first_token`` (keep-alive comments and
+    an empty first chunk do not count). Nothing reached the caller: it is retried."""
+
+    error_type = "first_token_timeout"
+
+
 class ConnectionFailed(TransientError):
     """Refused, reset, or dropped before a complete answer arrived."""
 
@@ -129,6 +136,25 @@ class InvalidResponse(TransientError):
     """The body is not JSON, or not the shape of a chat completion."""
 
     error_type = "invalid_response"
+
+
+class StreamInterrupted(TransientError):
+    """A stream broke after its first token: cut, malformed, or an error event.
+    ``partial_text`` is what arrived; the answer is not complete and never cached.
+    Raised to the caller, not retried: the caller already holds part of the answer."""
+
+    error_type = "stream_interrupted"
+
+    def __init__(self, message: str, *, partial_text: str = "", **context: Any) -> None:
+        super().__init__(message, **context)
+        self.partial_text = partial_text
+
+
+class StreamTimeout(StreamInterrupted, LLMTimeout):
+    """A stream went silent for longer than ``Timeouts.idle``, or the total deadline
+    passed mid-stream: both a ``StreamInterrupted`` and an ``LLMTimeout``."""
+
+    error_type = "stream_timeout"
 
 
 class RetryBudgetExhausted(TransientError):

@@ -57,6 +57,7 @@ FIELDS = (
     "breaker_state",
     "retry_sleep_s",
 )
+OPTIONAL_FIELDS = ("ttft_s",)  # written only by the records that have them (a stream's final)
 ROOT = "week04_lib"
 _lock = threading.Lock()
 
@@ -75,6 +76,7 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, Any] = {"ts": when.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
         for name in FIELDS[1:]:
             entry[name] = getattr(record, name, None)
+        entry.update((name, getattr(record, name)) for name in OPTIONAL_FIELDS if hasattr(record, name))
         entry["event"] = entry["event"] or "log"
         entry.update(level=record.levelname, logger=record.name, message=record.getMessage())
         line = json.dumps(entry, default=str)
@@ -187,9 +189,10 @@ def attempt_record(
 
 def final_record(
     request_id: str, model: str, attempts: int, latency_s: float, prompt_len: int, breaker_state: str | None,
-    *, result: Any = None, error: Any = None,
+    *, result: Any = None, error: Any = None, ttft_s: float | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The fields of the one ``final`` record of a logical call (a ``result`` or an ``error``)."""
+    """The fields of the one ``final`` record of a logical call (a ``result`` or an
+    ``error``); a stream's also has ``ttft_s``, its time to first token."""
     fields: dict[str, Any] = {
         "event": "final",
         "request_id": request_id,
@@ -199,6 +202,8 @@ def final_record(
         "prompt_len": prompt_len,
         "breaker_state": breaker_state,
     }
+    if ttft_s is not None:
+        fields["ttft_s"] = round(ttft_s, 6)
     if result is not None:
         tokens_in, tokens_out = _tokens(result.usage)
         fields.update(
@@ -207,7 +212,7 @@ def final_record(
             tokens_in=tokens_in,
             tokens_out=tokens_out,
             cost_usd=result.cost_usd,
-            cache_hit=result.cached or result.stale,
+            cache_hit=_from_cache(result),
         )
     else:
         fields.update(
@@ -220,6 +225,12 @@ def final_record(
             cache_hit=False,
         )
     return fields
+
+
+def _from_cache(result: Any) -> bool:
+    """A chat answer from the cache (fresh or stale); embeddings: every vector was."""
+    cached = result.cached
+    return all(cached) if isinstance(cached, list) else bool(cached or getattr(result, "stale", False))
 
 
 def read_logs(path: str | Path) -> Any:

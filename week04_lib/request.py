@@ -8,7 +8,6 @@ params go to the provider in the request body.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 import uuid
@@ -52,8 +51,8 @@ def validate(messages: Any, params: Mapping[str, Any]) -> None:
             isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high
         ):
             raise errors.InvalidRequest(f"{name} must be a number from {low} to {high}, got {value!r}")
-    if params.get("stream"):
-        raise errors.InvalidRequest("stream=True is not supported by LLMClient.chat; it returns whole answers")
+    if "stream" in params or "stream_options" in params:
+        raise errors.InvalidRequest("chat returns whole answers: for a stream, call client.stream(messages, ...)")
     encode_json({"messages": list(messages), **params}, "the messages and parameters")
 
 
@@ -94,10 +93,7 @@ def call_options(
             raise errors.InvalidRequest(
                 f"timeout must be seconds above 0 (the whole call) or a Timeouts, got {timeout!r}"
             )
-        # the whole call gets ``timeout``; no single phase may wait longer than that
-        timeouts = dataclasses.replace(
-            timeouts, connect=min(timeouts.connect, timeout), read=min(timeouts.read, timeout), total=timeout
-        )
+        timeouts = timeouts.within(timeout)  # the whole call gets ``timeout``
     if max_attempts is not None:
         FIELD_RULES["max_attempts"]("max_attempts", max_attempts)
     if not isinstance(cache, bool):

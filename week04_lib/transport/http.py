@@ -11,10 +11,11 @@ into an ``LLMError`` (or an ``InvalidRequest`` for the caller's own mistakes).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
@@ -23,7 +24,9 @@ import urllib3
 from .. import errors
 from ..config import Timeouts, check_base_url, check_header_value
 from .body import ACCEPT_ENCODING, DEFAULT_MAX_RESPONSE_BYTES, BodyReader, too_large
+from .embeddings import EmbeddingReply, parse_embeddings
 from .replies import Completion, error_for_status, parse_completion
+from .stream import StreamReader, open_stream
 from .watchdog import DeadlineAdapter, Guard, Watchdog
 
 __all__ = ["Transport", "encode_json"]
@@ -139,8 +142,62 @@ class Transport:
         context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
         body = encode_json(payload)
         headers = self._headers(request_id, idempotency_key, extra_headers)
-        try:
+        with self._scrubbed():
             return self._attempt(body, headers, timeouts, deadline, start, context)
+
+    def open_stream(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        timeouts: Timeouts | None = None,
+        deadline: float | None = None,
+        request_id: str | None = None,
+        attempt: int | None = None,
+        idempotency_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> StreamReader:
+        """POST ``payload`` as a stream (``stream_options.include_usage`` on) and return
+        once its first token is in (iterate the reader for the rest), or raise an
+        LLMError: ``FirstTokenTimeout`` past ``timeouts.first_token``."""
+        timeouts = timeouts or Timeouts()
+        start = self.clock()
+        deadline = start + timeouts.total if deadline is None else deadline
+        context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
+        body = encode_json({**payload, "stream": True, "stream_options": {"include_usage": True}})
+        headers = {**self._headers(request_id, idempotency_key, extra_headers), "Accept": "text/event-stream"}
+        with self._scrubbed():
+            return open_stream(self, body, headers, timeouts, deadline, context)
+
+    def embeddings(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        timeouts: Timeouts | None = None,
+        deadline: float | None = None,
+        request_id: str | None = None,
+        attempt: int | None = None,
+        idempotency_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> EmbeddingReply:
+        """POST ``payload`` to ``/embeddings``: an EmbeddingReply (vectors in input order)
+        or an LLMError, under the same deadline rules as ``chat``."""
+        timeouts = timeouts or Timeouts.preset("embedding")
+        start = self.clock()
+        deadline = start + timeouts.total if deadline is None else deadline
+        context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
+        body = encode_json(payload)
+        headers = self._headers(request_id, idempotency_key, extra_headers)
+        count = len(payload["input"]) if isinstance(payload.get("input"), list) else 1
+        with self._scrubbed():
+            return self._attempt(
+                body, headers, timeouts, deadline, start, context, "/embeddings",
+                lambda *reply, **more: parse_embeddings(*reply, count=count, **more),
+            )  # fmt: skip
+
+    @contextlib.contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        try:
+            yield
         except errors.LLMError as exc:
             raise self._scrub(exc) from exc.__cause__
 
@@ -152,14 +209,16 @@ class Transport:
         deadline: float,
         start: float,
         context: dict[str, Any],
-    ) -> Completion:
+        path: str = "/chat/completions",
+        parse: Callable[..., Any] = parse_completion,
+    ) -> Any:
         remaining = deadline - start
         if remaining <= 0:
             raise errors.DeadlineExceeded("no time left for another attempt", **context)
         budget = urllib3.Timeout(connect=min(timeouts.connect, remaining), read=min(timeouts.read, remaining))
         with self._watchdog.guard(remaining) as guard:
             try:
-                response = self._send(body, headers, budget)
+                response = self._send(body, headers, budget, path)
             except requests.exceptions.RequestException as exc:
                 raise self._before_reply(exc, guard, timeouts, deadline, context) from exc
             try:
@@ -174,15 +233,13 @@ class Transport:
         latency = self.clock() - start
         if not 200 <= response.status_code < 300:
             raise error_for_status(response.status_code, response.headers, raw, secrets=[self._api_key], **context)
-        return parse_completion(
-            raw, response.status_code, response.headers, latency, secrets=[self._api_key], **context
-        )
+        return parse(raw, response.status_code, response.headers, latency, secrets=[self._api_key], **context)
 
-    def _send(self, body: bytes, headers: dict[str, str], budget: urllib3.Timeout) -> requests.Response:
+    def _send(self, body: bytes, headers: dict[str, str], budget: urllib3.Timeout, path: str) -> requests.Response:
         """Straight to the adapter: ``Session.send`` reads a redirect's whole body (with
         no size cap) even when it does not follow it, and redirects are never followed
         here (see ``replies._redirect``)."""
-        request = requests.Request("POST", f"{self.base_url}/chat/completions", data=body, headers=headers)
+        request = requests.Request("POST", f"{self.base_url}{path}", data=body, headers=headers)
         prepared = self.session.prepare_request(request)
         return self.session.get_adapter(prepared.url or "").send(
             prepared,

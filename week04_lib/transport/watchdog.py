@@ -20,7 +20,7 @@ import itertools
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -47,6 +47,16 @@ class Guard:
     def __enter__(self) -> Guard:
         _current.guard = self
         return self
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[Guard]:
+        """Watch the connection this thread opens in the block, and go on watching it
+        after (a stream outlives the call that opened it; ``disarm`` when it ends)."""
+        _current.guard = self
+        try:
+            yield self
+        finally:
+            _current.guard = None
 
     def __exit__(self, *exc: object) -> None:
         self.disarm()
@@ -96,6 +106,18 @@ class Watchdog:
                 self._wake.notify()  # the new guard is the earliest: wake up sooner
         return guard
 
+    def rearm(self, guard: Guard, seconds: float) -> None:
+        """Move ``guard``'s deadline to ``seconds`` from now (a stream's idle limit, after
+        each chunk). Moving it later costs nothing: the thread looks again when due."""
+        due = self.clock() + max(0.0, seconds)
+        with self._wake:
+            earlier = due < guard.due
+            guard.due = due
+            if earlier and not guard.done:
+                heapq.heappush(self._due, (due, next(self._order), guard))
+                if self._due[0][2] is guard:
+                    self._wake.notify()
+
     def close(self) -> None:
         """Stop the thread (a later guard starts it again)."""
         with self._wake:
@@ -111,7 +133,11 @@ class Watchdog:
             while self._thread is me:
                 now = self.clock()
                 while self._due and (self._due[0][2].done or self._due[0][0] <= now):
-                    heapq.heappop(self._due)[2].fire()
+                    guard = heapq.heappop(self._due)[2]
+                    if guard.due > now and not guard.done:  # re-armed later since
+                        heapq.heappush(self._due, (guard.due, next(self._order), guard))
+                    else:
+                        guard.fire()
                 if not self._due and not self._wake.wait(IDLE_EXIT_S) and not self._due:
                     self._thread = None  # idle: let the thread go
                     return
