@@ -112,6 +112,7 @@ class _Embedding:
         self.max_batch, self.workers = max_batch, workers
         self.options: CallOptions = summary.options
         self._lock = threading.Lock()  # batches finish in several threads
+        self._failed = threading.Event()  # one batch failed: send no more
         self.cache = client.cache if self.options.use_cache else None
         self.endpoint = f"{client.config.base_url}/embeddings"
         self.vectors: dict[str, list[float]] = {}  # text -> vector
@@ -163,6 +164,8 @@ class _Embedding:
                 raise
 
     def _send(self, index: int, batch: list[str]) -> None:
+        if self._failed.is_set():
+            return
         client = self.client
         first = self.summary.request_id
         rid = first if index == 0 else str(uuid.uuid5(uuid.NAMESPACE_URL, f"week04:{first}/batch/{index}"))
@@ -170,6 +173,9 @@ class _Embedding:
         payload = {"model": self.model, "input": batch, **self.params}
         try:
             reply: EmbeddingReply = client._through_breaker(call, self.model, payload)
+        except BaseException:
+            self._failed.set()
+            raise
         finally:
             with self._lock:
                 self.summary.attempts += call.attempts

@@ -22,7 +22,7 @@ import urllib3
 
 from .. import errors
 from ..config import Timeouts
-from .replies import Completion, completion_from_json, error_for_status, parse_completion, parse_json
+from .replies import Completion, Usage, completion_from_json, error_for_status, parse_completion, parse_json
 from .sse import DONE, Assembler, sse_data
 from .watchdog import Guard
 
@@ -92,6 +92,20 @@ class StreamReader:
         self._pending: list[str] = []
         self._first_phase = True
         self._events: Iterator[str] = iter(())
+
+    # -- what an attempt's log record and the limiter read
+    @property
+    def status_code(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self._response.headers)
+
+    @property
+    def usage(self) -> Usage:
+        """Not known before the end: the limiter keeps its estimate until then."""
+        return Usage(known=False)
 
     # -- opening
     def wait_for_first_token(self) -> None:
