@@ -386,12 +386,28 @@ def outage_section() -> list[str]:
     return outage.outage_section()
 
 
+def stream_give_up_section() -> list[str]:
+    """Time to give up on a stalled, late or keep-alive-only stream."""
+    import streams  # bench/streams.py
+
+    return streams.stream_give_up_section()
+
+
+def reembed_section() -> list[str]:
+    """Requests and cost to re-embed a corpus with a few lines changed."""
+    import streams
+
+    return streams.reembed_section()
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     overhead_section,
     goodput_section,
     contention_section,
     amplification_section,
     give_up_section,
+    stream_give_up_section,
+    reembed_section,
     outage_section,
     sweep_section,
 ]
