@@ -99,6 +99,14 @@ def test_the_total_deadline_ends_a_stream_that_keeps_coming():
     assert caught.value.partial_text
 
 
+def test_the_first_token_limit_ends_with_the_first_token():
+    limits = Timeouts(connect=1, read=5, total=3, first_token=0.2)  # no idle limit: only the total after it
+    with FakeLLMServer(latency=0, chunk_interval_s=0.05) as srv, client_for(srv, timeouts=limits) as client:
+        started = time.monotonic()
+        deltas, stream = read_all(client, max_tokens=10)
+    assert time.monotonic() - started > 0.4 and "".join(deltas) == stream.result.text
+
+
 def test_failures_before_the_first_token_are_retried_after_it_never():
     with FakeLLMServer(script=["stream_cut:0", "503", "stream_keepalive", "ok"], latency=0) as srv:
         with client_for(srv, max_attempts=4, backoff_base=0.01, backoff_cap=0.01) as client:

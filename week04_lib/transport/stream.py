@@ -154,9 +154,11 @@ class StreamReader:
             self.close()
 
     def _arm_idle(self) -> None:
-        if self.timeouts.idle is not None and not self.done:
+        """After a chunk: the next must come within ``idle`` (or the deadline, if none)."""
+        if not self.done:
             left = self.deadline - self.clock()
-            self._transport._watchdog.rearm(self._guard, min(left, self.timeouts.idle))
+            idle = self.timeouts.idle
+            self._transport._watchdog.rearm(self._guard, left if idle is None else min(left, idle))
 
     def _next_delta(self) -> str:
         """The next event's new text ("" for a chunk without any), or raise."""
