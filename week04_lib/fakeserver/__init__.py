@@ -1,7 +1,8 @@
-"""A real HTTP server on 127.0.0.1 that speaks OpenAI chat completions and misbehaves
-on request: hangs, trickles, resets, 429s, 5xx, broken JSON, HTML, empty bodies, and
-the wire's odder tricks (slow headers, endless trailers, redirects, huge or deeply
-nested bodies, nonsense usage, compressed bodies).
+r"""A real HTTP server on 127.0.0.1 that speaks OpenAI chat completions (plain and
+streamed) and embeddings, and misbehaves on request: hangs, trickles, resets, 429s, 5xx,
+broken JSON, HTML, empty bodies, the wire's odder tricks (slow headers, endless
+trailers, redirects, huge or deeply nested bodies, nonsense usage, compressed bodies)
+and broken streams (stalled, cut, garbled, silent, kept alive forever).
 
 Taught in notebook 01, section 1.2, and used by every notebook, test and demo.
 
@@ -48,6 +49,47 @@ Fault names:
 
 Error bodies are provider-shaped: ``{"error": {"message", "type", "param", "code"}}``.
 
+Streaming (``POST /v1/chat/completions`` with ``"stream": true``): a chunked 200,
+``Content-Type: text/event-stream; charset=utf-8``, ``Cache-Control: no-cache``, never
+compressed. Each event ``data: <json>\n\n`` is its own HTTP chunk: a
+``chat.completion.chunk`` with delta ``{"role": "assistant", "content": ""}``, then one
+per word (``{"content": "word "}``; together exactly the text a plain request gets, billed
+and replayed by Idempotency-Key the same way), then delta ``{}`` with the
+``finish_reason``; with ``"stream_options": {"include_usage": true}`` every chunk carries
+``"usage": null`` and a last chunk ``"choices": []`` carries the usage; then
+``data: [DONE]`` and the last HTTP chunk. The sampled latency passes before the headers
+and the first event, then ``chunk_interval_s`` (default 0) between events.
+
+The faults above on a stream: the ones that answer before any work (statuses, redirect,
+``insufficient_quota``, ``deep_json``, ``hang``, ``reset``, the broken bodies) as for a
+plain request; ``slow:S`` delays the first event by S; ``drop`` bills and closes;
+``trickle``, ``header_trickle``, ``body_stall`` and ``chunked_stall`` send the whole event
+stream slowly; ``bad_usage:KIND`` puts its nonsense in the usage chunk (``missing``: no
+usage chunk); ``huge_body:MB`` streams content deltas of 64 KiB, MB MiB in all. The
+stream faults (a request that does not stream gets a normal answer, as ``ok``):
+
+- ``stream_stall:N``: the role chunk and N content chunks, then silence until the server
+  stops. ``stream_cut:N``: the same, then a FIN: no last chunk, no ``[DONE]``.
+  ``stream_garbage:N``: the role chunk, N content chunks, then a malformed event (JSON cut
+  short), then the rest of the stream. An N past the last word means every word.
+- ``stream_slow_start:S``: the headers at once, then S s of silence (in place of the
+  sampled latency), then the whole stream.
+- ``stream_keepalive``: the headers at once, then an SSE comment ``: keep-alive`` every
+  0.1 s until the server stops; never a data event, never billed.
+
+Embeddings (``POST /v1/embeddings``): ``{"model", "input": str | [str, ...], "dimensions"
+(default 64, at most 4096), "encoding_format": "float" | "base64"}``; the reply's vectors
+are unit vectors that depend only on model, text and dimensions (fewer dimensions give
+the start of the longer vector, renormalized); ``base64`` is little-endian float32, as
+the official ``openai`` package asks for and decodes. Billed by the input's tokens (a
+quarter of its characters, at least one a text), which the server's ``tpm`` charges;
+Idempotency-Key replays. A bad request (no model, empty input, token arrays, more than
+2048 texts, bad dimensions or encoding_format) gets a 400 that names the field. Every
+fault applies as for chat, the embeddings JSON as the body (``invalid_json`` and
+``empty`` in the embeddings' shape); ``huge_body:MB`` sends the billed embeddings padded
+with spaces to MB MiB (still valid JSON), chunked; the stream faults answer normally.
+``GET /v1/models`` lists ``EMBEDDING_MODELS`` too.
+
 Server options beyond faults:
 
 - ``compress="gzip" | "deflate"``: when the request's ``Accept-Encoding`` lists that
@@ -56,22 +98,36 @@ Server options beyond faults:
 - ``strict_request_id=True``: like llama-cpp-python's server, a request whose
   ``X-Request-ID`` is not a UUID gets a 400 with an empty body (recorded as
   ``"bad_request_id"``).
+- ``chunk_interval_s=0.05``: the pause between a stream's events (default 0).
 - ``rpm``/``tpm`` (its own rate limit), ``latency``, ``api_key``, ``seed``, ``models``.
 
 Command line: ``python -m week04_lib.fakeserver --port 8000 --script 503,ok --rpm 60
---compress gzip --strict-request-id``.
+--compress gzip --strict-request-id --chunk-interval 0.05``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .embeddings import DEFAULT_EMBEDDING_DIMENSIONS, EMBEDDING_MODELS, MAX_EMBEDDING_INPUTS
 from .faults import Fault
 from .latency import DEFAULT_LATENCY, LatencyModel
 from .replies import MODELS, STATUS_TEXT
 from .server import Attempt, FakeLLMServer
 
-__all__ = ["DEFAULT_LATENCY", "MODELS", "STATUS_TEXT", "Attempt", "FakeLLMServer", "Fault", "LatencyModel", "main"]
+__all__ = [
+    "DEFAULT_EMBEDDING_DIMENSIONS",
+    "DEFAULT_LATENCY",
+    "EMBEDDING_MODELS",
+    "MAX_EMBEDDING_INPUTS",
+    "MODELS",
+    "STATUS_TEXT",
+    "Attempt",
+    "FakeLLMServer",
+    "Fault",
+    "LatencyModel",
+    "main",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

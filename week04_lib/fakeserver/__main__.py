@@ -56,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--strict-request-id", action="store_true", help="answer 400 (empty body) to an X-Request-ID that is not a UUID"
     )
+    parser.add_argument(
+        "--chunk-interval", type=float, default=0.0, help="seconds between a streamed answer's events (default 0)"
+    )
     args = parser.parse_args(argv)
     script = [s for s in args.script.split(",") if s.strip()]
     try:
@@ -70,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             api_key=args.api_key,
             compress=args.compress,
             strict_request_id=args.strict_request_id,
+            chunk_interval_s=args.chunk_interval,
             port=args.port,
         )
     except (ValueError, OSError) as exc:

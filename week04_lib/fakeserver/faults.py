@@ -16,6 +16,7 @@ GRAMMAR = (
     "ok, slow:S, hang, trickle:S, header_trickle:S, body_stall:S, reset, drop, invalid_json, html, empty, "
     "chunked_stall, redirect:URL, huge_body:MB, deep_json, deep_json:STATUS, bad_usage, bad_usage:KIND "
     f"(KIND one of {', '.join(USAGE_KINDS)}), insufficient_quota, "
+    "stream_stall:N, stream_cut:N, stream_garbage:N, stream_slow_start:S, stream_keepalive, "
     f"or a status ({', '.join(map(str, STATUS_TEXT))}) with options "
     ":retry-after=N, :retry-after-ms=N, :x-should-retry=true|false (several allowed, "
     "e.g. 429:retry-after=2:x-should-retry=false)"
@@ -31,9 +32,10 @@ class Fault:
     """One parsed fault spec, e.g. ``Fault.parse("429:retry-after=2")``."""
 
     # ok, slow, hang, trickle, header_trickle, body_stall, reset, drop, invalid_json, html,
-    # empty, chunked_stall, redirect, huge_body, deep_json, bad_usage, insufficient_quota, status
+    # empty, chunked_stall, redirect, huge_body, deep_json, bad_usage, insufficient_quota, status,
+    # and the stream faults (STREAM)
     name: str
-    seconds: float = 0.0  # slow, trickle, header_trickle, body_stall
+    seconds: float = 0.0  # slow, trickle, header_trickle, body_stall, stream_slow_start
     status: int = 200  # status faults, deep_json's status, redirect's 307
     retry_after: str | None = None  # header value to send, if any
     retry_after_ms: str | None = None
@@ -41,8 +43,27 @@ class Fault:
     url: str | None = None  # redirect's Location
     megabytes: float = 0.0  # huge_body
     usage: str | None = None  # bad_usage's kind
+    count: int = 0  # stream_stall, stream_cut, stream_garbage: content chunks sent first
 
-    SIMPLE = ("ok", "hang", "reset", "drop", "invalid_json", "html", "empty", "chunked_stall", "insufficient_quota")
+    SIMPLE = (
+        "ok",
+        "hang",
+        "reset",
+        "drop",
+        "invalid_json",
+        "html",
+        "empty",
+        "chunked_stall",
+        "insufficient_quota",
+        "stream_keepalive",
+    )
+    # faults of a streamed answer; a request that does not stream gets a normal answer
+    STREAM = ("stream_stall", "stream_cut", "stream_garbage", "stream_slow_start", "stream_keepalive")
+
+    @property
+    def streams_only(self) -> bool:
+        """True for a fault that only a streamed answer can show (``ok`` otherwise)."""
+        return self.name in self.STREAM
 
     @classmethod
     def parse(cls, spec: str) -> Fault:
@@ -50,11 +71,15 @@ class Fault:
         head, _, arg = text.partition(":")
         if head in cls.SIMPLE and not arg:
             return cls(head, status=429 if head == "insufficient_quota" else 200)
-        if head in ("slow", "trickle", "header_trickle", "body_stall"):
+        if head in ("slow", "trickle", "header_trickle", "body_stall", "stream_slow_start"):
             seconds = _number(arg)
             if seconds is None or seconds < 0:
                 raise ValueError(f"fault {text!r}: {head} needs seconds >= 0, e.g. '{head}:0.5'")
             return cls(head, seconds=seconds)
+        if head in ("stream_stall", "stream_cut", "stream_garbage"):
+            if not re.fullmatch(r"[0-9]+", arg):
+                raise ValueError(f"fault {text!r}: {head} needs a whole number of chunks >= 0, e.g. '{head}:3'")
+            return cls(head, count=int(arg))
         if head == "huge_body":
             megabytes = _number(arg)
             if megabytes is None or megabytes <= 0:

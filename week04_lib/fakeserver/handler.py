@@ -1,95 +1,62 @@
 """What goes on the wire for one request: the routes, the server's own checks (request
 id, API key, rate limit), then the request's fault, down to the byte and its timing.
 
-The server's state and decisions live in ``server.py``; the bodies in ``replies.py``.
+Three kinds of POST: a chat completion, a streamed one (``"stream": true``, server-sent
+events) and embeddings. The server's state and decisions live in ``server.py``; the
+bodies in ``replies.py``, ``streams.py`` and ``embeddings.py``; the writing in ``wire.py``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import socket
-import struct
 import time
 import uuid
-from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from ..ratelimit import estimate_tokens
-from . import encoding, replies
+from . import embeddings, encoding, replies, streams
 from .faults import Fault
+from .replies import BadRequest
+from .wire import JSON, Wire
+from .wire import MAX_FILLER_HEADERS as MAX_FILLER_HEADERS  # bench/run.py reads them here
+from .wire import TRAILER_EVERY_S as TRAILER_EVERY_S
 
-if TYPE_CHECKING:
-    from .server import _HTTPServer
-
-MAX_FILLER_HEADERS = 600  # header_trickle's filler lines (http.client gives up after 100)
-TRAILER_EVERY_S = 0.1  # chunked_stall's pace
 BROKEN = {  # 200s whose body is not what a client expects
-    "invalid_json": ("application/json", replies.INVALID_JSON),
+    "invalid_json": (JSON, replies.INVALID_JSON),
     "html": ("text/html", replies.HTML_PAGE),
-    "empty": ("application/json", replies.EMPTY),
+    "empty": (JSON, replies.EMPTY),
 }
+BROKEN_EMBEDDINGS = {**BROKEN, "invalid_json": (JSON, embeddings.INVALID_JSON), "empty": (JSON, embeddings.EMPTY)}
+SLOW = ("trickle", "header_trickle", "body_stall", "chunked_stall")  # the whole answer, sent slowly
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-    server_version = "week04-fake/1.0"
-    coding: str | None = None  # this request's Content-Encoding, None for identity
+@dataclass(frozen=True)
+class Call:
+    """One POST, checked: its kind and what the server's decisions need from it."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # keep stderr clean
-        pass
+    kind: str  # chat, stream or embeddings
+    body: dict[str, Any]
+    tokens: int  # what the server's own tpm is charged
+    prompt: Any  # what paired draws go by: the messages, or the embeddings' input
+    embedding: embeddings.EmbeddingRequest | None = None
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes: without this, Nagle's algorithm
-        # and delayed ACKs add 40 ms to every reply.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    @classmethod
+    def of(cls, route: str, body: Any) -> Call:
+        """The call ``body`` makes on ``route``; :class:`BadRequest` says what is wrong."""
+        if route.endswith("/embeddings"):
+            request = embeddings.parse(body)
+            return cls("embeddings", body, request.tokens, body["input"], request)
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise BadRequest("the body must be JSON with a 'messages' list")
+        kind = "stream" if body.get("stream") is True else "chat"
+        return cls(kind, body, estimate_tokens(body["messages"], body.get("max_tokens")), body["messages"])
 
-    # -- helpers
-    def _start(
-        self, status: int, content_type: str | None, headers: Mapping[str, str] | None, length: int | None
-    ) -> None:
-        """Queue the status line and headers; ``length=None`` means chunked."""
-        self.send_response(status)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        if length is None:
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Content-Length", str(length))
-        if self.coding and length != 0:
-            self.send_header("Content-Encoding", self.coding)
-        if self.server.fake.compress:
-            self.send_header("Vary", "Accept-Encoding")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
 
-    def _encode(self, payload: bytes) -> bytes:
-        return encoding.compress(payload, self.coding) if self.coding and payload else payload
-
-    def _send(
-        self,
-        status: int,
-        payload: bytes,
-        content_type: str | None = "application/json",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        payload = self._encode(payload)
-        self._start(status, content_type, headers, len(payload))
-        self.end_headers()
-        self.wfile.write(payload)
-        self.wfile.flush()
-
-    def _close_abruptly(self, reset: bool) -> None:
-        """End the connection with no answer: a RST if ``reset``, else a plain FIN."""
-        self.close_connection = True
-        if reset:  # linger 0: close() sends RST, the client sees "connection reset by peer"
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        else:
-            self.connection.shutdown(socket.SHUT_RDWR)
+class Handler(Wire):
+    """Each request's route, checks and fault; ``Wire`` writes the bytes."""
 
     def _read_body(self) -> tuple[bytes, Any | None]:
         length = int(self.headers.get("Content-Length") or 0)
@@ -124,7 +91,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         fake._record(self, None, "ok")
         if self.path.rstrip("/").endswith("/models"):
-            self._send(200, replies.models_body(fake.models))
+            self._send(200, replies.models_body(list(dict.fromkeys([*fake.models, *embeddings.EMBEDDING_MODELS]))))
         else:
             self._send(404, replies.error_body(404, f"no route {self.path}"))
 
@@ -134,20 +101,22 @@ class Handler(BaseHTTPRequestHandler):
         _, body = self._read_body()
         if self._bad_request_id(body):
             return
-        if not self.path.rstrip("/").endswith("/chat/completions"):
+        route = self.path.rstrip("/")
+        if not route.endswith(("/chat/completions", "/embeddings")):
             fake._record(self, body, "no_route")
             return self._send(404, replies.error_body(404, f"no route {self.path}"))
         if fake.api_key is not None and self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             fake._record(self, body, "auth")
             return self._send(401, replies.error_body(401))
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        try:
+            call = Call.of(route, body)
+        except BadRequest as exc:
             fake._record(self, body, "bad_body")
-            return self._send(400, replies.error_body(400, "the body must be JSON with a 'messages' list"))
+            return self._send(400, replies.error_body(400, str(exc), exc.param))
         with fake._lock:
-            tokens = estimate_tokens(body["messages"], body.get("max_tokens"))
-            retry_after, limit_headers = fake._admit(tokens)
+            retry_after, limit_headers = fake._admit(call.tokens)
             if retry_after is None:
-                spec, fault = fake._next_fault(body.get("model"), body["messages"])
+                spec, fault = fake._next_fault(call.body.get("model"), call.prompt)
         if retry_after is not None:
             fake._record(self, body, "rate_limited")
             headers = dict(limit_headers)
@@ -156,13 +125,35 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(429, replies.error_body(429), headers=headers)
         fake._record(self, body, spec)
         try:
-            self._apply(fault, body, limit_headers)
+            self._apply(fault, call, limit_headers)
         except OSError:  # the client went away mid-answer, or stop() shut the socket
             self.close_connection = True
 
-    def _apply(self, fault: Fault, body: dict[str, Any], headers: dict[str, str]) -> None:
+    def _apply(self, fault: Fault, call: Call, headers: dict[str, str]) -> None:
         fake = self.server.fake
-        name = fault.name
+        name = "ok" if fault.streams_only and call.kind != "stream" else fault.name
+        if self._refuse(fault, name, call, headers):
+            return
+        if call.kind == "stream":
+            return self._apply_stream(fault, name, call.body, headers)
+        # the rest: the model does the work (and the provider bills it)
+        delay = fault.seconds if name == "slow" else fake._sample_latency()
+        if fake._stopping.wait(delay):
+            return self._close_abruptly(reset=False)
+        if name == "huge_body":
+            return self._chunked(self._huge(call, round(fault.megabytes * replies.MEGABYTE)), headers)
+        payload = self._answer(call)
+        if name == "drop":
+            return self._close_abruptly(reset=False)
+        if name == "bad_usage":
+            assert fault.usage is not None
+            payload = replies.bad_usage_body(payload, fault.usage)
+        if name in SLOW:
+            return self._slowly(name, fault.seconds, payload, headers)
+        self._send(200, payload, headers=headers)
+
+    def _refuse(self, fault: Fault, name: str, call: Call, headers: dict[str, str]) -> bool:
+        """Answer the faults that come before the model does any work; False for the others."""
         if name == "status":
             extra = dict(headers)
             for header, value in (
@@ -172,109 +163,66 @@ class Handler(BaseHTTPRequestHandler):
             ):
                 if value is not None:
                     extra[header] = value
-            return self._send(fault.status, replies.error_body(fault.status), headers=extra)
-        if name == "insufficient_quota":
-            return self._send(429, replies.insufficient_quota_body(), headers=headers)
-        if name == "redirect":
+            self._send(fault.status, replies.error_body(fault.status), headers=extra)
+        elif name == "insufficient_quota":
+            self._send(429, replies.insufficient_quota_body(), headers=headers)
+        elif name == "redirect":
             assert fault.url is not None
             location = {**headers, "Location": fault.url}
-            return self._send(307, replies.redirect_body(fault.url), "text/plain; charset=utf-8", location)
-        if name == "deep_json":
-            return self._send(fault.status, replies.deep_json_body(fault.status), headers=headers)
-        if name == "hang":
-            fake._stopping.wait()
-            return self._close_abruptly(reset=False)
-        if name == "reset":
-            return self._close_abruptly(reset=True)
-        if name in BROKEN:
-            content_type, page = BROKEN[name]
-            return self._send(200, page, content_type, headers)
-        # the rest: the model does the work (and the provider bills it)
-        delay = fault.seconds if name == "slow" else fake._sample_latency()
+            self._send(307, replies.redirect_body(fault.url), "text/plain; charset=utf-8", location)
+        elif name == "deep_json":
+            key = "data" if call.kind == "embeddings" else "choices"
+            self._send(fault.status, replies.deep_json_body(fault.status, key), headers=headers)
+        elif name == "hang":
+            self.server.fake._stopping.wait()
+            self._close_abruptly(reset=False)
+        elif name == "reset":
+            self._close_abruptly(reset=True)
+        elif name in BROKEN:
+            content_type, page = (BROKEN_EMBEDDINGS if call.kind == "embeddings" else BROKEN)[name]
+            self._send(200, page, content_type, headers)
+        else:
+            return False
+        return True
+
+    def _apply_stream(self, fault: Fault, name: str, body: dict[str, Any], headers: dict[str, str]) -> None:
+        """The rest of a streamed answer: the events, paced, and the stream faults."""
+        fake = self.server.fake
+        self.coding = None  # providers never compress an event stream
+        headers = {**headers, "Cache-Control": "no-cache"}
+        if name == "stream_keepalive":
+            return self._keepalive(headers)
+        started = name == "stream_slow_start"  # the headers at once, then the silence
+        if started:
+            self._start_stream(headers)
+        delay = fault.seconds if name in ("slow", "stream_slow_start") else fake._sample_latency()
         if fake._stopping.wait(delay):
             return self._close_abruptly(reset=False)
+        usage = streams.include_usage(body)
         if name == "huge_body":
-            return self._chunked(fake._answer_huge(body, round(fault.megabytes * replies.MEGABYTE)), headers)
-        payload = fake._answer(body, self.headers.get("Idempotency-Key"))
+            n_bytes = round(fault.megabytes * replies.MEGABYTE)
+            return self._stream(streams.huge_stream(fake._bill_huge(body, n_bytes), n_bytes, usage), headers)
+        reply = json.loads(fake._answer(body, self.headers.get("Idempotency-Key")))
         if name == "drop":
             return self._close_abruptly(reset=False)
-        if name == "bad_usage":
-            assert fault.usage is not None
-            payload = replies.bad_usage_body(payload, fault.usage)
-        if name == "trickle":
-            return self._trickle(payload, fault.seconds, headers)
-        if name == "header_trickle":
-            return self._header_trickle(payload, fault.seconds, headers)
-        if name == "body_stall":
-            return self._body_stall(payload, fault.seconds, headers)
-        if name == "chunked_stall":
-            return self._chunked_stall(payload, headers)
-        self._send(200, payload, headers=headers)
+        chat = streams.chat_stream(reply, usage, fault.usage if name == "bad_usage" else None)
+        if name in SLOW:
+            return self._slowly(name, fault.seconds, chat.events(), headers)
+        if name in ("stream_stall", "stream_cut"):
+            return self._stream(chat.first(fault.count), headers, end=name.removeprefix("stream_"))
+        events = chat.garbled(fault.count) if name == "stream_garbage" else chat.events()
+        self._stream(events, None if started else headers)
 
-    # -- the slow and endless answers (each ends when the server stops)
-    def _trickle(self, payload: bytes, every_s: float, headers: Mapping[str, str]) -> None:
-        """Headers now, then the body one byte every ``every_s`` seconds."""
-        payload = self._encode(payload)
-        self._start(200, "application/json", headers, len(payload))
-        self.end_headers()
-        self.wfile.flush()
-        for i in range(len(payload)):
-            if self.server.fake._stopping.wait(every_s):
-                return self._close_abruptly(reset=False)
-            self.wfile.write(payload[i : i + 1])
-            self.wfile.flush()
+    # -- the model's work (billed by the server)
+    def _answer(self, call: Call) -> bytes:
+        key = self.headers.get("Idempotency-Key")
+        if call.embedding is not None:
+            return self.server.fake._answer_embeddings(call.embedding, key)
+        return self.server.fake._answer(call.body, key)
 
-    def _body_stall(self, payload: bytes, stall_s: float, headers: Mapping[str, str]) -> None:
-        """Headers and the first half of the body now, then ``stall_s`` seconds of silence,
-        then the rest: a per-read timeout longer than the stall never fires."""
-        payload = self._encode(payload)
-        half = len(payload) // 2
-        self._start(200, "application/json", headers, len(payload))
-        self.end_headers()
-        self.wfile.write(payload[:half])
-        self.wfile.flush()
-        if self.server.fake._stopping.wait(stall_s):
-            return self._close_abruptly(reset=False)
-        self.wfile.write(payload[half:])
-        self.wfile.flush()
-
-    def _header_trickle(self, payload: bytes, every_s: float, headers: Mapping[str, str]) -> None:
-        """The status line and headers, then ``X-Filler-N: x`` lines, one every ``every_s``
-        seconds, then the end of the headers and the body."""
-        payload = self._encode(payload)
-        self._start(200, "application/json", headers, len(payload))
-        self.flush_headers()
-        for n in range(1, MAX_FILLER_HEADERS + 1):
-            if self.server.fake._stopping.wait(every_s):
-                return self._close_abruptly(reset=False)
-            self.wfile.write(b"X-Filler-%d: x\r\n" % n)
-        self.wfile.write(b"\r\n" + payload)
-
-    def _chunked_stall(self, payload: bytes, headers: Mapping[str, str]) -> None:
-        """The body as one chunk, the last chunk, then a trailer that never ends."""
-        payload = self._encode(payload)
-        self._start(200, "application/json", headers, None)
-        self.end_headers()
-        self.wfile.write(b"%x\r\n%s\r\n0\r\n" % (len(payload), payload))
-        n = 0
-        while not self.server.fake._stopping.wait(TRAILER_EVERY_S):
-            n += 1
-            self.wfile.write(b"X-Trailer-%d: x\r\n" % n)
-        self._close_abruptly(reset=False)
-
-    def _chunked(self, pieces: Iterable[bytes], headers: Mapping[str, str]) -> None:
-        """A chunked 200 of ``pieces`` (compressed as they go), as fast as the socket takes it."""
-        self._start(200, "application/json", headers, None)
-        self.end_headers()
-        squeeze = encoding.compressor(self.coding) if self.coding else None
-        for piece in pieces:
-            if self.server.fake._stopping.is_set():
-                return self._close_abruptly(reset=False)
-            self._write_chunk(squeeze.compress(piece) if squeeze else piece)
-        if squeeze:
-            self._write_chunk(squeeze.flush())
-        self.wfile.write(b"0\r\n\r\n")
-
-    def _write_chunk(self, data: bytes) -> None:
-        if data:  # an empty chunk would end the body
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+    def _huge(self, call: Call, n_bytes: int) -> Iterator[bytes]:
+        """``huge_body``: a completion whose content is ``n_bytes`` long (never replayed),
+        or the embeddings answer padded with spaces to ``n_bytes``."""
+        if call.embedding is not None:
+            return embeddings.padded(self._answer(call), n_bytes)
+        return self.server.fake._answer_huge(call.body, n_bytes)

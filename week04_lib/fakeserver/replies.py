@@ -46,11 +46,19 @@ MEGABYTE = 2**20  # huge_body:MB sends MB * MEGABYTE characters of content
 DEEP_JSON_DEPTH = 100_000  # far past json.loads' recursion limit
 USAGE_KINDS = ("big", "inf", "negative", "missing", "text")
 
-_WORDS = (  # noqa: SIM905 (a sentence reads better than a list of 30 strings)
+WORDS = (  # noqa: SIM905 (a sentence reads better than a list of 30 strings)
     "reliable clients measure every call and retry only what is transient while "
     "timeouts keep waiting bounded caches save tokens logs explain incidents and "
     "budgets protect the provider from a storm of repeated requests"
 ).split()
+
+
+class BadRequest(ValueError):
+    """What is wrong with a request (the server answers 400); ``param`` names the field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 def reply_text(seed: int, body: Mapping[str, Any], salt: str) -> tuple[str, str]:
@@ -61,7 +69,7 @@ def reply_text(seed: int, body: Mapping[str, Any], salt: str) -> tuple[str, str]
     systems = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
     asked = str(users[-1].get("content", "")) if users else ""
     n_words = 6 + digest[0] % 18
-    words = [_WORDS[b % len(_WORDS)] for b in digest[1 : 1 + n_words]]
+    words = [WORDS[b % len(WORDS)] for b in digest[1 : 1 + n_words]]
     persona = f"[{str(systems[0].get('content', ''))[:40]}] " if systems else ""
     text = f"{persona}Re: {asked[:60]!r}: " + " ".join(words) + "."
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
@@ -97,10 +105,10 @@ def completion(
     }
 
 
-def error_body(status: int, message: str | None = None) -> bytes:
+def error_body(status: int, message: str | None = None, param: str | None = None) -> bytes:
     """``{"error": {"message", "type", "param", "code"}}``, as OpenAI shapes it."""
     kind, text = STATUS_TEXT.get(status, ("error", "Error."))
-    return json.dumps({"error": {"message": message or text, "type": kind, "param": None, "code": status}}).encode()
+    return json.dumps({"error": {"message": message or text, "type": kind, "param": param, "code": status}}).encode()
 
 
 def insufficient_quota_body() -> bytes:
@@ -116,9 +124,11 @@ def redirect_body(url: str) -> bytes:
     return f"Temporary Redirect. Redirecting to {url}\n".encode()
 
 
-def deep_json_body(status: int) -> bytes:
-    """Valid JSON nested ``DEEP_JSON_DEPTH`` arrays deep: ``json.loads`` raises RecursionError."""
-    key = "choices" if status < 400 else "error"
+def deep_json_body(status: int, key: str = "choices") -> bytes:
+    """Valid JSON nested ``DEEP_JSON_DEPTH`` arrays deep: ``json.loads`` raises RecursionError.
+
+    ``key`` names the payload of a 200 (``data`` for embeddings); an error's is ``error``."""
+    key = key if status < 400 else "error"
     return b'{"%s": ' % key.encode() + b"[" * DEEP_JSON_DEPTH + b"]" * DEEP_JSON_DEPTH + b"}"
 
 
@@ -148,7 +158,7 @@ def huge_completion(reply: dict[str, Any], n_bytes: int, chunk: int = CHUNK) -> 
     placeholder = "@@content@@"
     reply["choices"][0]["message"]["content"] = placeholder
     head, tail = json.dumps(reply).encode().split(placeholder.encode())
-    pattern = (" ".join(_WORDS) + " ").encode()
+    pattern = (" ".join(WORDS) + " ").encode()
     block = (pattern * (chunk // len(pattern) + 1))[:chunk]
 
     def pieces() -> Iterator[bytes]:
@@ -159,10 +169,10 @@ def huge_completion(reply: dict[str, Any], n_bytes: int, chunk: int = CHUNK) -> 
             left -= chunk
         yield tail
 
-    return _reblock(pieces(), chunk)
+    return reblock(pieces(), chunk)
 
 
-def _reblock(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
+def reblock(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
     buffer = bytearray()
     for piece in pieces:
         buffer += piece

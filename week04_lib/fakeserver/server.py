@@ -23,7 +23,8 @@ from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ..ratelimit import TokenBucket, estimate_prompt_tokens
-from . import encoding, replies
+from . import embeddings, encoding, replies
+from .embeddings import EmbeddingRequest
 from .faults import Fault
 from .handler import Handler
 from .latency import DEFAULT_LATENCY, LatencyModel
@@ -47,7 +48,8 @@ class FakeLLMServer:
     """A local OpenAI-compatible server. Use as a context manager, or start()/stop().
 
     ``paired=True`` draws ``mix`` per prompt: the n-th request carrying the same messages
-    meets the same fault whatever the order of arrival (benchmarks comparing clients).
+    (or embeddings ``input``) meets the same fault whatever the order of arrival
+    (benchmarks comparing clients). ``chunk_interval_s`` paces a stream's events.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class FakeLLMServer:
         models: Sequence[str] = MODELS,
         compress: str | None = None,
         strict_request_id: bool = False,
+        chunk_interval_s: float = 0.0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -88,6 +91,9 @@ class FakeLLMServer:
         self.models = list(models)
         self.compress = encoding.check(compress)  # gzip or deflate, when the request accepts it
         self.strict_request_id = strict_request_id  # 400 to an X-Request-ID that is not a UUID
+        if not isinstance(chunk_interval_s, (int, float)) or not 0 <= chunk_interval_s < math.inf:
+            raise ValueError(f"chunk_interval_s must be a number of seconds >= 0, got {chunk_interval_s!r}")
+        self.chunk_interval_s = float(chunk_interval_s)  # the pause between a stream's events
         self._rng = random.Random(seed)
         # paired: a prompt's n-th request meets the same draw from ``mix``, in whatever order
         # requests arrive, so two clients compared side by side face the same faults call by call
@@ -219,6 +225,10 @@ class FakeLLMServer:
     def _answer_huge(self, body: Mapping[str, Any], n_bytes: int) -> Iterator[bytes]:
         """A completion whose content is ``n_bytes`` long, in chunks; billed every time
         (it is never stored, so an Idempotency-Key cannot replay it)."""
+        return replies.huge_completion(self._bill_huge(body, n_bytes), n_bytes)
+
+    def _bill_huge(self, body: Mapping[str, Any], n_bytes: int) -> dict[str, Any]:
+        """Bill a completion of ``n_bytes`` of content; its reply, with empty content."""
         with self._lock:
             self._counter += 1
             prompt_tokens = estimate_prompt_tokens(body.get("messages"))
@@ -234,7 +244,23 @@ class FakeLLMServer:
             )
             self.billed_tokens += prompt_tokens + completion_tokens
             self.billed_requests += 1
-        return replies.huge_completion(reply, n_bytes)
+        return reply
+
+    def _answer_embeddings(self, request: EmbeddingRequest, key: str | None) -> bytes:
+        """The embeddings for this request; a repeated idempotency key replays, unbilled."""
+        stored = f"embeddings:{key}" if key else None  # apart from the chat answers' keys
+        with self._lock:
+            if stored and stored in self._replies:
+                return self._replies[stored]
+        data = json.dumps(embeddings.reply(request)).encode()  # the work, outside the lock
+        with self._lock:
+            if stored and stored in self._replies:  # a twin request finished first
+                return self._replies[stored]
+            self.billed_tokens += request.tokens
+            self.billed_requests += 1
+            if stored:
+                self._replies[stored] = data
+            return data
 
     def _record(self, handler: Handler, body: Any | None, fault: str) -> None:
         with self._lock:
