@@ -2,20 +2,27 @@
 
 import json
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
 
+from week04_lib import ClientConfig, LLMClient
 from week04_lib.fakeserver import FakeLLMServer
 
 INCIDENT = Path(__file__).resolve().parent.parent / "data" / "incident_logs.jsonl"
 
 
-def run(*args, **env):
+def clean_env(**env):
+    """This environment without WEEK04_ and OPENAI_ settings, plus ``env``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("WEEK04_", "OPENAI_"))}
     clean.update(env)
+    return clean
+
+
+def run(*args, **env):
     return subprocess.run(
-        [sys.executable, "-m", "week04_lib", *args], capture_output=True, text=True, env=clean, timeout=60
+        [sys.executable, "-m", "week04_lib", *args], capture_output=True, text=True, env=clean_env(**env), timeout=60
     )
 
 
@@ -75,3 +82,143 @@ def test_help_and_serve_help():
     assert "Exit status" in run("--help").stdout
     assert "--script" in run("serve", "--help").stdout
     assert run("nonsense").returncode == 2
+
+
+# ---------------------------------------------------------------- chat --stream
+
+
+def chat_text(srv, prompt="hello"):
+    """What ``chat`` prints for ``prompt``: the answer of a plain (unstreamed) call."""
+    with LLMClient(ClientConfig(base_url=srv.url, model="gpt-4o-mini")) as client:
+        return client.chat([{"role": "user", "content": prompt}], temperature=0, cache=False).text
+
+
+def test_stream_prints_the_same_text_as_chat_and_json_after_it():
+    with FakeLLMServer(latency=0) as srv:
+        text = chat_text(srv)
+        streamed = run("chat", "hello", "--stream", "--base-url", srv.url)
+        as_json = run("chat", "hello", "--stream", "--json", "--base-url", srv.url)
+    assert streamed.returncode == as_json.returncode == 0, streamed.stderr
+    assert streamed.stdout == text + "\n" and len(text.split()) > 3
+    assert [a.body.get("stream") for a in srv.attempts] == [None, True, True]
+    assert "first token" in one_line(streamed.stderr)
+    shown, _, rest = as_json.stdout.partition("\n")
+    result = json.loads(rest)
+    assert shown == result["text"] == text
+    assert result["ttft_s"] > 0 and result["usage"]["completion_tokens"] > 0
+
+
+def test_stream_deltas_reach_stdout_before_the_stream_ends():
+    srv = FakeLLMServer(["stream_stall:2"], latency=0).start()  # two words, then silence until stop
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "week04_lib", "chat", "hello", "--stream", "--base-url", srv.url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env(),
+        )  # fmt: skip
+        seen = b""
+        while b"'hello': " not in seen:  # flushed, not held in a buffer until the end
+            ready, _, _ = select.select([proc.stdout], [], [], 30)
+            assert ready, f"nothing printed while the stream stalls: {seen!r}"
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, f"stdout closed early: {seen!r}"
+            seen += chunk
+        assert proc.poll() is None  # still streaming: the server has not let go
+    finally:
+        srv.stop()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4 and (seen + out).decode() == "Re: 'hello': \n"
+    assert "incomplete" in one_line(err.decode())
+
+
+def test_an_interrupted_stream_keeps_its_text_and_exits_4():
+    with FakeLLMServer(["ok", "stream_cut:3"], latency=0) as srv:
+        full = chat_text(srv)
+        done = run("chat", "hello", "--stream", "--base-url", srv.url)
+    partial = " ".join(full.split(" ")[:3]) + " "  # the three words sent before the cut
+    assert done.returncode == 4 and done.stdout == partial + "\n" and full.startswith(partial)
+    line = one_line(done.stderr)
+    assert line.startswith("error: StreamInterrupted") and "incomplete" in line
+    assert len(srv.attempts) == 2  # text already shown is never retried
+
+
+def test_first_token_and_idle_flags_bound_the_stream():
+    with FakeLLMServer(["stream_slow_start:20", "stream_stall:2"], latency=0) as srv:
+        slow = run("chat", "hello", "--stream", "--first-token", "0.3", "--attempts", "1", "--base-url", srv.url)
+        stalled = run("chat", "hello", "--stream", "--idle", "0.3", "--base-url", srv.url)
+    # without the flags the standard preset waits 20 s and 10 s; the server would wait longer
+    assert slow.returncode == 4 and slow.stdout == ""
+    assert one_line(slow.stderr).startswith("error: FirstTokenTimeout")
+    assert stalled.returncode == 4 and stalled.stdout == "Re: 'hello': \n"
+    assert one_line(stalled.stderr).startswith("error: StreamTimeout")
+    with FakeLLMServer(latency=0) as srv:
+        unstreamed = run("chat", "hello", "--idle", "3", "--base-url", srv.url)
+    assert unstreamed.returncode == 2 and "--stream" in one_line(unstreamed.stderr) and srv.attempts == []
+
+
+# ---------------------------------------------------------------- embed
+
+
+def embed_lines(stdout):
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_embed_writes_one_line_per_input_line_in_order(tmp_path):
+    texts = ["alpha", "beta gamma", "alpha", "delta", "épsilon"]  # a repeat, a non-ASCII text
+    source = tmp_path / "texts.txt"
+    source.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    with FakeLLMServer(latency=0) as srv:
+        done = run("embed", str(source), "--model", "fake-embed", "--dimensions", "8", "--max-batch", "2",
+                   "--base-url", srv.url)  # fmt: skip
+        sent = [a.body["input"] for a in srv.attempts]
+        with LLMClient(ClientConfig(base_url=srv.url, embedding_model="fake-embed")) as client:
+            expected = client.embed(texts, dimensions=8).vectors
+    assert done.returncode == 0, done.stderr
+    rows = embed_lines(done.stdout)
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5] and [r["text"] for r in rows] == texts
+    assert [r["embedding"] for r in rows] == expected and len(expected[0]) == 8
+    # each text once, two per request (sent side by side: in any order)
+    assert sorted(sent) == [["alpha", "beta gamma"], ["delta", "épsilon"]]
+    assert "5 texts, 4 sent, 0 from cache" in one_line(done.stderr)
+
+
+def test_embed_reads_stdin_and_writes_out(tmp_path):
+    out = tmp_path / "vectors.jsonl"
+    with FakeLLMServer(latency=0) as srv:
+        done = subprocess.run(
+            [sys.executable, "-m", "week04_lib", "embed", "-", "--out", str(out)],
+            input="one\r\ntwo\r\n", capture_output=True, text=True, timeout=60,
+            env=clean_env(WEEK04_BASE_URL=srv.url, WEEK04_EMBEDDING_MODEL="fake-embed"),
+        )  # fmt: skip
+    assert done.returncode == 0 and done.stdout == "", done.stderr
+    rows = embed_lines(out.read_text(encoding="utf-8"))
+    assert [(r["line"], r["text"]) for r in rows] == [(1, "one"), (2, "two")]
+    assert srv.attempts[0].body["model"] == "fake-embed"  # from WEEK04_EMBEDDING_MODEL
+
+
+def test_embed_refuses_a_blank_line_unless_told_to_skip_it(tmp_path):
+    source = tmp_path / "texts.txt"
+    source.write_text("one\ntwo\n   \nfour\n\n", encoding="utf-8")
+    with FakeLLMServer(latency=0) as srv:
+        refused = run("embed", str(source), "--base-url", srv.url, "--model", "fake-embed")
+        assert srv.attempts == []  # nothing sent
+        skipped = run("embed", str(source), "--base-url", srv.url, "--model", "fake-embed", "--skip-blank")
+        missing = run("embed", str(tmp_path / "nope.txt"), "--base-url", srv.url)
+    line = one_line(refused.stderr)
+    assert refused.returncode == 2 and "line 3 " in line and "1 more" in line and "--skip-blank" in line
+    assert skipped.returncode == 0 and [r["line"] for r in embed_lines(skipped.stdout)] == [1, 2, 4]
+    assert missing.returncode == 2 and "no file" in one_line(missing.stderr)
+
+
+def test_embed_with_a_sqlite_cache_sends_only_the_changed_lines(tmp_path):
+    source, cache = tmp_path / "texts.txt", f"sqlite:{tmp_path / 'cache.sqlite'}"
+    source.write_text("one\ntwo\nthree\nfour\n", encoding="utf-8")
+    with FakeLLMServer(latency=0) as srv:
+        first = run("embed", str(source), "--base-url", srv.url, "--model", "fake-embed", "--cache", cache)
+        source.write_text("one\nTWO, edited\nthree\nfour\n", encoding="utf-8")
+        second = run("embed", str(source), "--base-url", srv.url, "--model", "fake-embed", "--cache", cache)
+        with LLMClient(ClientConfig(base_url=srv.url, embedding_model="fake-embed")) as client:
+            fresh = client.embed(["one", "TWO, edited", "three", "four"], cache=False).vectors
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert [a.body["input"] for a in srv.attempts[:2]] == [["one", "two", "three", "four"], ["TWO, edited"]]
+    assert [r["embedding"] for r in embed_lines(second.stdout)] == fresh
+    assert "4 texts, 1 sent, 3 from cache" in one_line(second.stderr)
