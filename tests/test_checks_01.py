@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
 import urllib3
 
-from week04_lib import errors
+from week04_lib import ClientConfig, LLMClient, errors
 from week04_lib.config import PRESETS, Timeouts
 from week04_lib.exercises import load_file
 from week04_lib.fakeserver import FakeLLMServer
@@ -171,6 +172,95 @@ def test_every_fault_typed_fails_on_an_untyped_exception():
     outcomes = {"503": errors.ServerError("HTTP 503"), "reset": requests.ConnectionError("reset")}
     with pytest.raises(AssertionError, match="reset"):
         checks.check_every_fault_typed(outcomes)
+
+
+# -- the self-check "can you show a stream does not hang either?"
+STREAM_LIMITS = Timeouts(connect=1, read=5, total=0.6, first_token=0.2, idle=0.2)
+STREAM_SERVERS = {  # a word every 0.02 s unless said
+    "healthy": {},
+    "keep-alive only": {"default": "stream_keepalive"},
+    "stall after 3 words": {"default": "stream_stall:3"},
+    "drip past the total": {"chunk_interval_s": 0.1},
+}
+
+
+def timed_stream(settings):
+    """One client.stream call, recorded as notebook 01's section 1.7 records it."""
+    run = {"chunks": [], "error": None, "result": None}
+    config = {"model": "fake-mini", "timeouts": STREAM_LIMITS, "max_attempts": 1}
+    with (
+        FakeLLMServer(**{"latency": 0, "chunk_interval_s": 0.02, **settings}) as srv,
+        LLMClient(ClientConfig(base_url=srv.url, **config)) as client,
+    ):
+        started = time.monotonic()
+        try:
+            with client.stream(PAYLOAD["messages"], max_tokens=8) as stream:
+                for _delta in stream:
+                    run["chunks"].append(time.monotonic() - started)
+            run["result"] = stream.result
+        except errors.LLMError as e:
+            run["error"] = e
+        run["end"] = time.monotonic() - started
+    return run
+
+
+@pytest.fixture(scope="module")
+def stream_runs():
+    with ThreadPoolExecutor(len(STREAM_SERVERS)) as pool:  # side by side: the slowest takes 0.6 s
+        return dict(zip(STREAM_SERVERS, pool.map(timed_stream, STREAM_SERVERS.values()), strict=True))
+
+
+def test_stream_clocks_passes_real_streams(stream_runs):
+    checks.check_stream_clocks(stream_runs, STREAM_LIMITS)
+
+
+def stall_reported_complete(runs):
+    return {**runs, "stall after 3 words": {**runs["stall after 3 words"], "error": None, "result": "some text"}}
+
+
+def failure_with_a_result(runs):
+    return {**runs, "stall after 3 words": {**runs["stall after 3 words"], "result": runs["healthy"]["result"]}}
+
+
+def no_idle_clock(runs):  # the stall cut only by the total, long after its last chunk
+    stall = runs["stall after 3 words"]
+    return {**runs, "stall after 3 words": {**stall, "end": stall["chunks"][-1] + 0.6}}
+
+
+def late_first_token_timeout(runs):
+    return {**runs, "keep-alive only": {**runs["keep-alive only"], "end": STREAM_LIMITS.first_token + 0.4}}
+
+
+def no_total_cut(runs):
+    return {label: run for label, run in runs.items() if label != "drip past the total"}
+
+
+@pytest.mark.parametrize(
+    "wrong", [stall_reported_complete, failure_with_a_result, no_idle_clock, late_first_token_timeout, no_total_cut]
+)
+def test_stream_clocks_fails_wrong_evidence(stream_runs, wrong):
+    checks.check_stream_clocks(stream_runs, STREAM_LIMITS)  # the runs it changes pass as they are
+    with pytest.raises(AssertionError):
+        checks.check_stream_clocks(wrong(stream_runs), STREAM_LIMITS)
+
+
+def test_stream_clocks_fails_a_plain_requests_reader():
+    """Plain requests with a read timeout: the stall ends late and untyped."""
+    run = {"chunks": [], "result": None}
+    with FakeLLMServer(default="stream_stall:3", latency=0, chunk_interval_s=0.02) as srv:
+        started = time.monotonic()
+        body = {**PAYLOAD, "stream": True}
+        try:
+            with requests.post(f"{srv.url}/chat/completions", json=body, stream=True, timeout=(1, 0.3)) as reply:
+                for line in reply.iter_lines():
+                    if line.startswith(b"data:"):
+                        run["chunks"].append(time.monotonic() - started)
+        except requests.RequestException as e:
+            run["error"] = e
+        run["end"] = time.monotonic() - started
+    assert isinstance(run["error"], requests.RequestException)
+    with pytest.raises(AssertionError, match="not a typed LLMError"):
+        checks.check_stream_clocks({"stall after 3 words": run}, STREAM_LIMITS)
 
 
 # -- the fault the ★★★ check needs: part of the body, then silence

@@ -55,10 +55,10 @@ def test_the_result_is_refused_until_the_stream_has_ended():
     with FakeLLMServer(latency=0) as srv, client_for(srv) as client:
         with client.stream(HELLO) as stream:
             next(stream)
-            with pytest.raises(errors.InvalidRequest, match="iterate it to the end"):
+            with pytest.raises(errors.InvalidRequest, match="iterate it first"):
                 _ = stream.result
             assert stream.text  # what came so far
-        with pytest.raises(errors.InvalidRequest, match="interrupted or closed"):
+        with pytest.raises(errors.InvalidRequest, match="no complete answer"):
             _ = stream.result
 
 

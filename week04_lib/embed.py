@@ -1,6 +1,6 @@
 """``LLMClient.embed``: vectors for many texts, each text cached, the rest batched.
 
-Taught in notebook 04, section 4.5. Embedding a corpus again after editing ten lines
+Taught in notebook 04, section 4.8. Embedding a corpus again after editing ten lines
 should send ten lines, not the corpus: the cache holds one entry per (model, text,
 dimensions), so only texts it has not seen are sent. Those go in batches of at most
 ``max_batch`` texts (a request may carry 2,048), ``concurrency`` batches at a time,

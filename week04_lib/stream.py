@@ -1,6 +1,6 @@
 """``ChatStream``: a streamed answer, handed over once its first token is in.
 
-Taught in notebook 01, section 1.6, and notebook 05. ``LLMClient.stream`` runs the
+Taught in notebook 01, section 1.7, and notebook 05. ``LLMClient.stream`` runs the
 whole chain (cache, breaker, retries, fallback models, limiter) up to the first token;
 from then on the caller holds part of the answer, so nothing is retried or swapped:
 
@@ -70,8 +70,12 @@ class ChatStream:
     def result(self) -> ChatResult:
         """The whole answer; only once the stream has ended complete."""
         if self._result is None:
-            where = "was interrupted or closed" if self._ended else "has not been read to its end"
-            raise errors.InvalidRequest(f"stream.result: the stream {where}; iterate it to the end first")
+            if self._ended:
+                raise errors.InvalidRequest(
+                    "stream.result: the stream was interrupted or closed, so there is no complete answer "
+                    "(the StreamInterrupted it raised carries partial_text)"
+                )
+            raise errors.InvalidRequest("stream.result: the stream has not been read to its end; iterate it first")
         return self._result
 
     @property

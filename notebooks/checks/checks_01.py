@@ -132,3 +132,48 @@ def check_every_fault_typed(outcomes: Mapping[str, object]) -> None:
     ]
     assert not returned, f"these faults returned normally instead of raising an LLMError: {', '.join(returned)}"
     assert not untyped, f"these faults raised something an `except LLMError` misses: {', '.join(untyped)}"
+
+
+# Self-check: can you show a stream does not hang either?
+def check_stream_clocks(runs: Mapping[str, Mapping[str, Any]], limits: Any) -> None:
+    """Every stream ended complete or with a typed error, on time by its clock, and the
+    evidence shows each of the three clocks firing at least once.
+
+    ``runs`` maps a label to what one ``client.stream`` call gave: ``chunks`` (seconds
+    since the request, one per delta), ``end`` (seconds), ``error`` (the exception, or
+    None) and ``result`` (``stream.result``, or None). ``limits`` is the ``Timeouts`` used.
+    """
+    assert runs, "no streams were run"
+    assert limits.first_token and limits.idle, "the Timeouts need first_token and idle for a stream"
+    fired: set[str] = set()
+    for label, run in runs.items():
+        error, end, chunks = run["error"], run["end"], sorted(run["chunks"])
+        assert end <= limits.total + MARGIN_S, f"{label}: ended after {end:.2f}s, past the total of {limits.total:g}s"
+        if error is None:
+            assert run.get("result") is not None, f"{label}: no error, yet no complete stream.result"
+            fired.add("a complete stream")
+            continue
+        assert isinstance(error, errors.LLMError), f"{label}: {type(error).__name__} is not a typed LLMError"
+        assert run.get("result") is None, f"{label}: failed with {type(error).__name__} yet gave a complete result"
+        if not chunks:
+            if isinstance(error, errors.FirstTokenTimeout):
+                assert end <= limits.first_token + MARGIN_S, (
+                    f"{label}: FirstTokenTimeout after {end:.2f}s, past first_token={limits.first_token:g}s"
+                )
+                fired.add("a first_token cut")
+            continue
+        assert isinstance(error, errors.StreamInterrupted) and error.partial_text, (
+            f"{label}: failed after {len(chunks)} chunks with {type(error).__name__}: expected a "
+            "StreamInterrupted (or StreamTimeout) carrying the partial_text the caller already has"
+        )
+        gap = end - chunks[-1]
+        assert gap <= limits.idle + MARGIN_S, (
+            f"{label}: cut {gap:.2f}s after its last chunk, past idle={limits.idle:g}s"
+        )
+        if isinstance(error, errors.StreamTimeout):  # the total clock cuts at the total, never before
+            fired.add("a total cut" if end >= limits.total - 0.05 else "an idle cut")
+    missing = {"a complete stream", "a first_token cut", "an idle cut", "a total cut"} - fired
+    assert not missing, (
+        f"the runs lack {', '.join(sorted(missing))}: run a healthy stream, a silent one, "
+        "one that stalls and one that drips past the total"
+    )

@@ -6,7 +6,15 @@ side or add to one. Call ``use_style()`` once in a notebook's setup cell.
 """
 
 from .client import OUTCOME_COLORS, call_flow, latency_cdf, outcome_bars
-from .observe import BREAKER_COLORS, breaker_diagram, breaker_states, cost_saved, incident_timeline, latency_percentiles
+from .observe import (
+    BREAKER_COLORS,
+    breaker_diagram,
+    breaker_states,
+    cost_saved,
+    incident_timeline,
+    latency_percentiles,
+    texts_sent,
+)
 from .rates import cumulative_grants, limit_budget, rate_panels, rate_timeline, token_bucket
 from .retries import (
     STRATEGY_COLORS,
@@ -18,7 +26,7 @@ from .retries import (
     recovery_timeline,
 )
 from .style import COLORS, use_style
-from .timeouts import latency_survival, time_to_failure
+from .timeouts import latency_survival, stream_timeline, time_to_failure
 
 __all__ = [
     "BREAKER_COLORS",
@@ -44,6 +52,8 @@ __all__ = [
     "rate_timeline",
     "recovery_panels",
     "recovery_timeline",
+    "stream_timeline",
+    "texts_sent",
     "time_to_failure",
     "token_bucket",
     "use_style",

@@ -1,4 +1,4 @@
-"""Plots of notebook 04: cost saved, incidents, latency percentiles, breaker states and its diagram."""
+"""Plots of notebook 04: cost saved, texts sent, incidents, latency percentiles, breaker states and its diagram."""
 
 from __future__ import annotations
 
@@ -52,6 +52,40 @@ def cost_saved(without: Sequence[float], with_cache: Sequence[float], ax: Axes |
     ax.set_ylabel("cumulative cost (USD)")
     ax.legend(loc="upper left")
     ax.set_title("What the cache saved")
+    return ax
+
+
+def texts_sent(table: Any, ax: Axes | None = None) -> Axes:
+    """Horizontal bars: of the texts each run asked to embed, how many it sent.
+
+    ``table`` has one row per run (a DataFrame, or a mapping of label to row) with the
+    columns ``texts`` (asked for), ``texts sent``, ``requests``, ``tokens`` and ``cost (USD)``.
+    Each bar is the texts asked for, in grey (found in a cache), with the part sent over it
+    in orange; after it, what was sent and what it cost. The first row is drawn on top.
+    Taught in notebook 04, section 4.8.
+    """
+    ax = _axes(ax)
+    rows = table.to_dict("index") if hasattr(table, "columns") else dict(table)
+    if not rows:
+        raise ValueError("texts_sent needs at least one row")
+    widest = max(float(row["texts"]) for row in rows.values())
+    for y, row in enumerate(rows.values()):
+        asked, sent, requests = float(row["texts"]), float(row["texts sent"]), int(row["requests"])
+        ax.barh(y, asked, height=0.62, color=COLORS["muted"], alpha=0.35)
+        ax.barh(y, sent, height=0.62, color=COLORS["bad"])
+        note = f"{sent:,.0f} in {requests} request{'' if requests == 1 else 's'}: "
+        note += f"{float(row['tokens']):,.0f} tokens, ${float(row['cost (USD)']):.2g}"
+        ax.text(asked + widest * 0.02, y, note, va="center", fontsize=7.5)
+    ax.barh(0, 0, color=COLORS["bad"], label="sent")  # legend entries
+    ax.barh(0, 0, color=COLORS["muted"], alpha=0.35, label="from the cache")
+    ax.set_yticks(range(len(rows)), [str(label) for label in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.set_xlim(0, widest * 2.0)
+    ax.set_xticks([t for t in ax.get_xticks() if 0 <= t <= widest])  # none under the notes
+    ax.set_xlabel("texts")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, handlelength=1.0)
+    ax.set_title("Texts sent to the server")
     return ax
 
 

@@ -1,15 +1,18 @@
-"""Plots of notebook 01: latency tails and time to failure."""
+"""Plots of notebook 01: latency tails, time to failure, and stream timelines."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
 from .style import COLORS, _axes
+
+if TYPE_CHECKING:
+    from ..config import Timeouts
 
 
 def latency_survival(samples: Sequence[float], cutoffs: Mapping[str, float], ax: Axes | None = None) -> Axes:
@@ -150,3 +153,96 @@ def time_to_failure(rows: Sequence[Mapping[str, Any]], budget_s: float | None = 
 
 # One colour and marker per backoff strategy, the same in every plot of notebook 02:
 # lockstep (no jitter) is the failure, full jitter the recommended default.
+
+
+def stream_timeline(
+    events: Mapping[str, Mapping[str, Any]],
+    limits: Timeouts | Mapping[str, float | None] | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """One row per stream: when each chunk arrived, and how and when the client stopped.
+
+    ``events`` maps a row's label to a mapping with ``chunks`` (seconds since the request,
+    one per chunk with text), ``end`` (when the client stopped reading) and optionally
+    ``comments`` (keep-alive comments: drawn faint), ``error`` (an exception or its name:
+    a red cross at ``end``; without one the stream ended complete) and ``unbounded`` (True
+    if it was still waiting when we gave up on it: an arrow). ``limits`` is a ``Timeouts``
+    (or a mapping) whose ``first_token`` and ``idle`` are shaded in every row: the window
+    the first chunk must land in (up to that chunk), then after each chunk the window the
+    next must land in (up to the next), so a band ends where its clock ran out;
+    ``total`` is a dashed line. ``None`` draws no limits. Taught in notebook 01, section 1.7.
+    """
+    if not events:
+        raise ValueError("stream_timeline needs at least one stream: {label: {'chunks': [...], 'end': seconds}}")
+    ax = _axes(ax)
+    first_token, idle, total = (_limit(limits, name) for name in ("first_token", "idle", "total"))
+    longest = max([_row_end(label, row) for label, row in events.items()] + [total or 0.0])
+    in_legend: set[str] = set()
+
+    def once(kind: str) -> str:
+        """Each kind of mark in the legend once."""
+        seen = kind in in_legend
+        in_legend.add(kind)
+        return "_nolegend_" if seen else kind
+
+    for y, (label, row) in enumerate(events.items()):
+        end = _row_end(label, row)
+        chunks = sorted(float(t) for t in row.get("chunks", ()))
+        band = (y - 0.3, 0.6)
+        if first_token is not None:
+            first = once(f"first token ≤ {first_token:g}s")
+            until = min(first_token, end, *chunks[:1])  # the first chunk stops this clock
+            ax.broken_barh([(0, until)], band, color=COLORS["accent"], alpha=0.25, label=first)
+        if idle is not None and chunks:  # each chunk restarts the idle clock: the band ends where it ran out
+            nexts = [*chunks[1:], end]
+            windows = [(t, min(t + idle, after, end) - t) for t, after in zip(chunks, nexts, strict=True)]
+            ax.broken_barh(windows, band, color=COLORS["limit"], alpha=0.25, label=once(f"next chunk ≤ {idle:g}s"))
+        comments = [float(t) for t in row.get("comments", ()) if float(t) <= end]
+        if comments:
+            style = {"color": COLORS["muted"], "alpha": 0.6, "markersize": 7}
+            ax.plot(comments, [y] * len(comments), "|", **style, label=once("keep-alive comment"))
+        if chunks:
+            style = {"color": COLORS["neutral"], "markersize": 12, "markeredgewidth": 1.6}
+            ax.plot(chunks, [y] * len(chunks), "|", **style, label=once("chunk"))
+        _stream_end(ax, y, end, row, longest)
+    if total is not None:
+        ax.axvline(total, color=COLORS["limit"], linestyle="--", linewidth=1.2, label=f"total {total:g}s")
+    ax.set_yticks(range(len(events)), list(events))
+    ax.set_ylim(len(events) - 0.5, -0.5)  # the first stream on top
+    ax.set_xlim(0, longest * 1.45)  # room for the outcome written after each row's end
+    ax.set_xlabel("seconds since the request")
+    ax.grid(axis="y", visible=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.set_title("Stream timeline" if limits is None else "Stream timeline: the three clocks")
+    return ax
+
+
+def _limit(limits: Timeouts | Mapping[str, float | None] | None, name: str) -> float | None:
+    """``limits.name`` or ``limits[name]``; None when absent."""
+    if limits is None:
+        return None
+    value = limits.get(name) if isinstance(limits, Mapping) else getattr(limits, name, None)
+    return None if value is None else float(value)
+
+
+def _row_end(label: str, row: Any) -> float:
+    if not isinstance(row, Mapping) or "end" not in row:
+        raise ValueError(f"stream {label!r}: each row needs 'end' (seconds) and 'chunks' (a list of seconds)")
+    return float(row["end"])
+
+
+def _stream_end(ax: Axes, y: float, end: float, row: Mapping[str, Any], longest: float) -> None:
+    """How the stream ended: complete (green dot), cut with an error (red cross), or still waiting (arrow)."""
+    error = row.get("error")
+    color, offset = COLORS["bad"], longest * 0.03
+    if row.get("unbounded"):
+        arrow = {"arrowstyle": "->", "color": color, "linewidth": 1.5}
+        ax.annotate("", (end + longest * 0.1, y), xytext=(end, y), arrowprops=arrow)
+        text, offset = "still waiting", longest * 0.12
+    elif error is not None:
+        ax.plot([end], [y], "X", color=color, markersize=8)
+        text = error if isinstance(error, str) else type(error).__name__
+    else:
+        color, text = COLORS["ok"], "complete"
+        ax.plot([end], [y], "o", color=color, markersize=6)
+    ax.text(end + offset, y, f"{text} {end:.2f}s", va="center", fontsize=8, color=color)

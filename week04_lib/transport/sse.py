@@ -1,7 +1,7 @@
 """Server-sent events of a streamed chat completion: the events' data, and the chunks
 put back together into one chat completion.
 
-Taught in notebook 01, section 1.6. A stream is ``data: {chunk}`` events separated by
+Taught in notebook 01, section 1.7. A stream is ``data: {chunk}`` events separated by
 blank lines, lines starting with ``:`` are comments (keep-alives), and ``data: [DONE]``
 ends it. Each chunk carries a ``delta``: a few characters of text, a piece of a tool
 call, or the ``finish_reason``; with ``stream_options.include_usage`` a last chunk

@@ -1,7 +1,7 @@
 """One streamed attempt: opened until its first token, then read chunk by chunk, each
 wait bounded.
 
-Taught in notebook 01, section 1.6. A stream has three limits: ``first_token`` (the
+Taught in notebook 01, section 1.7. A stream has three limits: ``first_token`` (the
 wait for the first token since the request went; keep-alive comments do not count),
 ``idle`` (the longest gap between two chunks) and ``total`` (the whole call). One
 watchdog guard holds the nearest of them and is moved after every chunk, so a server
