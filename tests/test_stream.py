@@ -89,6 +89,14 @@ def test_every_stream_fault_ends_typed_within_its_limit(fault, error, limit, no_
         assert caught.value.partial_text == "".join(got) and len(got) == 3
 
 
+def test_a_stream_larger_than_max_response_bytes_is_cut_not_kept():
+    with FakeLLMServer(default="huge_body:0.5", latency=0) as srv:
+        with client_for(srv, max_response_bytes=256 * 1024) as client:
+            with pytest.raises(errors.StreamInterrupted, match="max_response_bytes") as caught:
+                read_all(client)
+    assert 0 < len(caught.value.partial_text) <= 256 * 1024
+
+
 def test_the_total_deadline_ends_a_stream_that_keeps_coming():
     limits = Timeouts(connect=1, read=5, total=0.6, first_token=0.4, idle=0.3)
     with FakeLLMServer(latency=0, chunk_interval_s=0.1) as srv, client_for(srv, timeouts=limits) as client:

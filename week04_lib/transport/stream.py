@@ -91,6 +91,7 @@ class StreamReader:
         self._whole: Completion | None = None  # a server that answered without streaming
         self._pending: list[str] = []
         self._first_phase = True
+        self._received = 0  # bytes of event data so far
         self._events: Iterator[str] = iter(())
 
     # -- what an attempt's log record and the limiter read
@@ -177,6 +178,10 @@ class StreamReader:
         if data == DONE:
             self.done = True
             return ""
+        self._received += len(data)
+        if self._received > self._transport.max_response_bytes:  # what the caller keeps in memory is capped too
+            limit = self._transport.max_response_bytes
+            raise self._broken(errors.InvalidResponse, f"the stream is larger than max_response_bytes={limit}")
         try:
             chunk = parse_json(data.encode())
         except ValueError:
