@@ -9,7 +9,7 @@ NBVAL  := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sani
 LOWEST       := .venv-lowest
 LOWEST_STAMP := $(LOWEST)/.installed
 LOWEST_TESTS := tests/test_transport.py tests/test_wire.py tests/test_retry.py tests/test_client.py \
-                tests/test_cost.py tests/test_logs.py tests/test_install.py
+                tests/test_cost.py tests/test_logs.py tests/test_install.py tests/test_stream.py
 
 .PHONY: help setup test test-lowest demo lab lint execute bench clean
 
