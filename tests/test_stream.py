@@ -275,6 +275,24 @@ def test_a_rearmed_guard_fires_at_its_new_time_earlier_or_later():
         watchdog.close()
 
 
+def test_a_guard_made_while_the_watchdog_idles_fires_on_time():
+    """Found by `make bench`: a stream retried after a first-token timeout ended 0.35 s
+    past its deadline, by exactly the backoff sleep. The watchdog, idle after firing the
+    first guard, measured the next guard's wait from when it went idle."""
+    watchdog = Watchdog()
+    try:
+        first = watchdog.guard(0.02)
+        time.sleep(0.3)  # fired; the thread now waits for work
+        assert first.fired
+        made = time.monotonic()
+        second = watchdog.guard(0.1)
+        while not second.fired and time.monotonic() - made < 1:
+            time.sleep(0.01)
+        assert time.monotonic() - made < 0.1 + 0.1  # late by the 0.3 s idle wait before the fix
+    finally:
+        watchdog.close()
+
+
 def test_threads_share_one_client_for_streams():
     with FakeLLMServer(latency=0) as srv, client_for(srv, max_concurrency=2) as client:
         texts: list[str] = []

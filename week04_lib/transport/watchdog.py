@@ -138,11 +138,12 @@ class Watchdog:
                         heapq.heappush(self._due, (guard.due, next(self._order), guard))
                     else:
                         guard.fire()
-                if not self._due and not self._wake.wait(IDLE_EXIT_S) and not self._due:
-                    self._thread = None  # idle: let the thread go
-                    return
-                if self._due:
-                    self._wake.wait(self._due[0][0] - now)
+                if not self._due:
+                    if not self._wake.wait(IDLE_EXIT_S) and not self._due:
+                        self._thread = None  # idle: let the thread go
+                        return
+                    continue  # a new guard woke it: look again from the time now, not then
+                self._wake.wait(self._due[0][0] - now)
 
 
 class _Watched:
