@@ -137,7 +137,8 @@ def _chat(args: argparse.Namespace) -> int:
         if args.max_tokens is not None:
             params["max_tokens"] = args.max_tokens
         if args.stream:
-            result, ttft_s = _print_stream(client, messages, params)
+            # with --json, stdout is one JSON document: the text goes to stderr as it comes
+            result, ttft_s = _print_stream(client, messages, params, sys.stderr if args.json else sys.stdout)
         else:
             result = client.chat(messages, **params)
     if args.json:
@@ -161,19 +162,19 @@ def _chat(args: argparse.Namespace) -> int:
 
 
 def _print_stream(
-    client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any]
+    client: LLMClient, messages: list[dict[str, str]], params: dict[str, Any], out: TextIO
 ) -> tuple[ChatResult, float | None]:
-    """Print each delta as it arrives, then end the line, even when the stream breaks
-    (what was printed stays; the error says it is incomplete)."""
+    """Print each delta to ``out`` as it arrives, then end the line, even when the stream
+    breaks (what was printed stays; the error says it is incomplete)."""
     printed = False
     try:
         with client.stream(messages, **params) as stream:
             for delta in stream:
-                print(delta, end="", flush=True)
+                print(delta, end="", flush=True, file=out)
                 printed = True
     finally:
         if printed:
-            print(flush=True)
+            print(flush=True, file=out)
     return stream.result, stream.ttft_s
 
 
