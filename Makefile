@@ -38,7 +38,7 @@ test: $(STAMP) $(LOWEST_STAMP)  ## unit and integration tests, every notebook un
 	@$(MAKE) --no-print-directory test-lowest
 
 test-lowest: $(LOWEST_STAMP)  ## the core tests against the lowest declared versions (.venv-lowest)
-	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider --junitxml=$(LOWEST)/junit.xml $(LOWEST_TESTS)
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --junitxml=$(LOWEST)/junit.xml $(LOWEST_TESTS)
 	@grep -q 'skipped="0"' $(LOWEST)/junit.xml || { echo "test-lowest: tests were skipped; it must run them all"; exit 1; }
 
 demo: $(STAMP)  ## the forced-failure checklist against the embedded fake server
