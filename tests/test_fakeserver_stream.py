@@ -2,6 +2,7 @@
 embeddings, over real sockets: the bytes on the wire, then the official ``openai`` package."""
 
 import base64
+import http.client
 import json
 import math
 import re
@@ -585,3 +586,24 @@ def test_openai_embeddings_decode_base64_to_the_float_vectors(openai_client):
     for got, want in zip([d.embedding for d in reply.data], floats, strict=True):
         assert got == pytest.approx(want, abs=1e-7)
     assert reply.usage.total_tokens == 6
+
+
+@pytest.mark.parametrize("fault", ["stream_keepalive", "stream_stall:2", "stream_slow_start:5", "hang"])
+def test_stop_returns_only_once_every_handler_thread_has_ended(fault):
+    """Found by `make test`: a handler thread of a stopped server was still alive at the
+    next check (the threads are daemons, which ``server_close`` does not join)."""
+    before = set(threading.enumerate())
+    srv = FakeLLMServer(default=fault, latency=0).start()
+    body = json.dumps({"model": "fake-mini", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    connections = []
+    for _ in range(8):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        connections.append(conn)
+    while len(srv.attempts) < 8:
+        time.sleep(0.01)
+    srv.stop()
+    left = [t.name for t in set(threading.enumerate()) - before]
+    for conn in connections:
+        conn.close()
+    assert left == []

@@ -141,7 +141,8 @@ class FakeLLMServer:
             self._thread.join()
             self._thread = None
         self._httpd.close_connections()
-        self._httpd.server_close()  # joins the handler threads
+        self._httpd.server_close()
+        self._httpd.join_handlers()  # each ends on _stopping or on its closed socket
 
     def __enter__(self) -> FakeLLMServer:
         return self.start()
@@ -272,19 +273,32 @@ class FakeLLMServer:
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """Handler threads are daemons (a stuck one must not keep the interpreter alive), so
+    ``server_close`` does not join them: ``join_handlers`` does, with a time limit."""
+
     daemon_threads = True
-    block_on_close = True
     fake: FakeLLMServer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.open_sockets: set = set()
+        self.handlers: list[threading.Thread] = []
         self.sockets_lock = threading.Lock()
         super().__init__(*args, **kwargs)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
+        handler = threading.Thread(target=self.process_request_thread, args=(request, client_address), daemon=True)
         with self.sockets_lock:
             self.open_sockets.add(request)
-        super().process_request(request, client_address)
+            self.handlers = [t for t in self.handlers if t.is_alive()]
+            self.handlers.append(handler)
+        handler.start()
+
+    def join_handlers(self, within_s: float = 5.0) -> None:
+        end = time.monotonic() + within_s
+        with self.sockets_lock:
+            handlers = list(self.handlers)
+        for handler in handlers:
+            handler.join(max(0.0, end - time.monotonic()))
 
     def shutdown_request(self, request: socket.socket) -> None:
         with self.sockets_lock:
