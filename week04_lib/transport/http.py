@@ -136,10 +136,7 @@ class Transport:
         ``timeouts.total``). Past it, the connection is closed and DeadlineExceeded raised.
         """
         timeouts = timeouts or Timeouts()
-        start = self.clock()
-        if deadline is None:
-            deadline = start + timeouts.total
-        context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
+        start, deadline, context = self._limits(payload, timeouts, deadline, request_id, attempt)
         body = encode_json(payload)
         headers = self._headers(request_id, idempotency_key, extra_headers)
         with self._scrubbed():
@@ -160,9 +157,7 @@ class Transport:
         once its first token is in (iterate the reader for the rest), or raise an
         LLMError: ``FirstTokenTimeout`` past ``timeouts.first_token``."""
         timeouts = timeouts or Timeouts()
-        start = self.clock()
-        deadline = start + timeouts.total if deadline is None else deadline
-        context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
+        _, deadline, context = self._limits(payload, timeouts, deadline, request_id, attempt)
         body = encode_json({**payload, "stream": True, "stream_options": {"include_usage": True}})
         headers = {**self._headers(request_id, idempotency_key, extra_headers), "Accept": "text/event-stream"}
         with self._scrubbed():
@@ -182,9 +177,7 @@ class Transport:
         """POST ``payload`` to ``/embeddings``: an EmbeddingReply (vectors in input order)
         or an LLMError, under the same deadline rules as ``chat``."""
         timeouts = timeouts or Timeouts.preset("embedding")
-        start = self.clock()
-        deadline = start + timeouts.total if deadline is None else deadline
-        context = {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
+        start, deadline, context = self._limits(payload, timeouts, deadline, request_id, attempt)
         body = encode_json(payload)
         headers = self._headers(request_id, idempotency_key, extra_headers)
         count = len(payload["input"]) if isinstance(payload.get("input"), list) else 1
@@ -193,6 +186,15 @@ class Transport:
                 body, headers, timeouts, deadline, start, context, "/embeddings",
                 lambda *reply, **more: parse_embeddings(*reply, count=count, **more),
             )  # fmt: skip
+
+    def _limits(
+        self, payload: Mapping[str, Any], timeouts: Timeouts, deadline: float | None, request_id: str | None,
+        attempt: int | None,
+    ) -> tuple[float, float, dict[str, Any]]:  # fmt: skip
+        """(start, deadline, the context every error carries) of one attempt."""
+        start = self.clock()
+        deadline = start + timeouts.total if deadline is None else deadline
+        return start, deadline, {"request_id": request_id, "model": payload.get("model"), "attempt": attempt}
 
     @contextlib.contextmanager
     def _scrubbed(self) -> Iterator[None]:
