@@ -303,8 +303,26 @@ GIVE_UP_KINDS = ("LLMClient", "naive loop", "openai", "requests")
 
 
 def give_up_s(kind: str, fault: str, budget_s: float, limit_s: float) -> float:
-    """Seconds until ``kind`` gives up on ``fault`` with a ``budget_s`` budget (inf if
-    it was still waiting after ``limit_s``; the server is then stopped, which ends every
+    """Seconds until ``kind`` gives up on ``fault`` with a ``budget_s`` budget."""
+
+    def call(url: str) -> None:
+        if kind == "LLMClient":
+            with llm_client(url, timeouts=Timeouts(budget_s, budget_s, budget_s)) as c:
+                c.chat(MESSAGES)
+        elif kind == "openai":
+            with openai_client(url, timeout=budget_s) as sdk:
+                sdk.chat.completions.create(model="fake-mini", messages=MESSAGES)
+        elif kind == "naive loop":
+            naive_call(url, timeout=(budget_s, budget_s))
+        else:
+            requests.post(f"{url}/chat/completions", json=PAYLOAD, timeout=(budget_s, budget_s))
+
+    return time_to_give_up(call, fault, limit_s, f"give-up {kind} {fault}")
+
+
+def time_to_give_up(call: Callable[[str], Any], fault: str, limit_s: float, name: str) -> float:
+    """Seconds until ``call(url)`` ends against a server answering ``fault`` (inf if it
+    was still waiting after ``limit_s``; the server is then stopped, which ends every
     connection, and the abandoned client must finish before this returns)."""
     srv = FakeLLMServer(default=fault, latency=0).start()
     finished = threading.Event()
@@ -312,29 +330,18 @@ def give_up_s(kind: str, fault: str, budget_s: float, limit_s: float) -> float:
 
     def run() -> None:
         start = time.monotonic()
-        try:
-            if kind == "LLMClient":
-                with llm_client(srv.url, timeouts=Timeouts(budget_s, budget_s, budget_s)) as c:
-                    c.chat(MESSAGES)
-            elif kind == "openai":
-                with openai_client(srv.url, timeout=budget_s) as sdk:
-                    sdk.chat.completions.create(model="fake-mini", messages=MESSAGES)
-            elif kind == "naive loop":
-                naive_call(srv.url, timeout=(budget_s, budget_s))
-            else:
-                requests.post(f"{srv.url}/chat/completions", json=PAYLOAD, timeout=(budget_s, budget_s))
-        except Exception:  # giving up is the point; how long it took is the figure
-            pass
+        with contextlib.suppress(Exception):  # giving up is the point; how long it took is the figure
+            call(srv.url)
         took.append(time.monotonic() - start)
         finished.set()
 
-    worker = threading.Thread(target=run, name=f"give-up {kind} {fault}", daemon=True)
+    worker = threading.Thread(target=run, name=name, daemon=True)
     worker.start()
     done = finished.wait(limit_s)
     srv.stop()
     worker.join(limit_s)  # with no server left, every client fails fast (openai after its backoff)
     if worker.is_alive():
-        raise RuntimeError(f"{kind} on {fault!r} still running {limit_s:g} s after its server stopped")
+        raise RuntimeError(f"{name}: still running {limit_s:g} s after its server stopped")
     return took[0] if done else float("inf")
 
 

@@ -11,12 +11,9 @@ Run them alone with ``python bench/run.py stream_give_up reembed``.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from run import MESSAGES, RUNS, llm_client, median, openai_client
+from run import MESSAGES, RUNS, llm_client, median, openai_client, time_to_give_up
 
 from week04_lib import Timeouts
 from week04_lib.fakeserver import FakeLLMServer
@@ -42,27 +39,8 @@ def _read_stream(kind: str, url: str) -> None:
 
 
 def stream_give_up_s(kind: str, fault: str, limit_s: float) -> float:
-    """Seconds until ``kind`` gives up on a streamed ``fault`` (inf if still waiting after
-    ``limit_s``: then the server is stopped, which frees it)."""
-    srv = FakeLLMServer(default=fault, latency=0).start()
-    finished = threading.Event()
-    took: list[float] = []
-
-    def run() -> None:
-        start = time.monotonic()
-        with contextlib.suppress(Exception):  # giving up is the point; how long it took is the figure
-            _read_stream(kind, srv.url)
-        took.append(time.monotonic() - start)
-        finished.set()
-
-    worker = threading.Thread(target=run, name=f"stream {kind} {fault}", daemon=True)
-    worker.start()
-    done = finished.wait(limit_s)
-    srv.stop()
-    worker.join(limit_s)
-    if worker.is_alive():
-        raise RuntimeError(f"{kind} on {fault!r} still running {limit_s:g} s after its server stopped")
-    return took[0] if done else float("inf")
+    """Seconds until ``kind`` gives up on a streamed ``fault``."""
+    return time_to_give_up(lambda url: _read_stream(kind, url), fault, limit_s, f"stream {kind} {fault}")
 
 
 def stream_give_up_section(limit_s: float = 10.0, runs: int = RUNS) -> list[str]:

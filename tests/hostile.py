@@ -1,9 +1,11 @@
 """Small hand-written servers for wire faults our own fake server does not produce:
-each connection is handed to a function that writes whatever bytes it likes."""
+each connection is handed to a function that writes whatever bytes it likes; and a
+bare-socket client (``raw_post``, ``read_head``) to read exactly what a server sends."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
@@ -87,3 +89,30 @@ class RawServer:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             self.requests.append(read_request(conn))
             self.handler(conn, self._stop)
+
+
+def raw_post(srv, body=None, path="/v1/chat/completions", headers=(), timeout=2.0):
+    """A POST over a bare socket (Connection: close); returns the socket's file to read."""
+    data = json.dumps(body or {"model": "fake-mini", "messages": [{"role": "user", "content": "hello"}]}).encode()
+    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
+    lines = [
+        f"POST {path} HTTP/1.1",
+        "Host: 127.0.0.1",
+        "Content-Type: application/json",
+        f"Content-Length: {len(data)}",
+        "Connection: close",
+        *(f"{name}: {value}" for name, value in headers),
+    ]
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+    wire = sock.makefile("rb")
+    sock.close()  # the file keeps the connection open until it is closed
+    return wire
+
+
+def read_head(wire):
+    """The status line and the header lines, as sent."""
+    status = wire.readline()
+    lines = []
+    while (line := wire.readline()) not in (b"\r\n", b""):
+        lines.append(line.decode().rstrip("\r\n"))
+    return status, dict(line.split(": ", 1) for line in lines)

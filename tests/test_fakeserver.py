@@ -4,7 +4,6 @@ import gzip
 import itertools
 import json
 import math
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import requests
 from week04_lib.fakeserver import FakeLLMServer, Fault, LatencyModel
 
 from .conftest import HELLO
+from .hostile import raw_post, read_head
 
 
 def post(srv, body=None, headers=None, timeout=(1, 2)):
@@ -289,33 +289,6 @@ def test_model_faults_take_one_model_down_without_using_the_script():
 # ------------------------------------------------------------------ the wire's odder tricks
 
 
-def raw_post(srv, headers=(), body=None):
-    """A POST over a bare socket (Connection: close); returns the socket's file to read."""
-    data = json.dumps(body or {"model": "fake-mini", "messages": HELLO}).encode()
-    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=2)
-    lines = [
-        "POST /v1/chat/completions HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Content-Type: application/json",
-        f"Content-Length: {len(data)}",
-        "Connection: close",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
-    wire = sock.makefile("rb")
-    sock.close()  # the file keeps the connection open until it is closed
-    return wire
-
-
-def read_head(wire):
-    """The status line and the header lines, as sent."""
-    status = wire.readline()
-    lines = []
-    while (line := wire.readline()) not in (b"\r\n", b""):
-        lines.append(line.decode().rstrip("\r\n"))
-    return status, dict(line.split(": ", 1) for line in lines)
-
-
 def dechunk(wire):
     """The chunked body's pieces, read up to the last chunk and the end of the trailer."""
     pieces = []
@@ -375,7 +348,7 @@ def test_compress_when_the_client_accepts_it(coding, decompress):
     with FakeLLMServer(["ok", "503", "ok", "ok"], latency=0, compress=coding) as srv:
         replies = []
         for accept in (f"br, {coding}", f"{coding};q=1.0", None, "br"):
-            with raw_post(srv, [("Accept-Encoding", accept)] if accept else []) as wire:
+            with raw_post(srv, headers=[("Accept-Encoding", accept)] if accept else []) as wire:
                 _, headers = read_head(wire)
                 replies.append((headers, wire.read(int(headers["Content-Length"]))))
     (ok_headers, ok_body), (error_headers, error_body), *identity = replies
@@ -426,7 +399,7 @@ def test_redirect_sends_307_with_the_location():
 @pytest.mark.parametrize("accept", [None, "gzip"])
 def test_huge_body_streams_megabytes_in_64_kib_chunks(accept):
     with FakeLLMServer(["huge_body:0.25"], latency=0, compress="gzip") as srv:
-        with raw_post(srv, [("Accept-Encoding", accept)] if accept else []) as wire:
+        with raw_post(srv, headers=[("Accept-Encoding", accept)] if accept else []) as wire:
             status, headers = read_head(wire)
             pieces = dechunk(wire)
     assert status.startswith(b"HTTP/1.1 200") and "Content-Length" not in headers

@@ -6,7 +6,6 @@ import http.client
 import json
 import math
 import re
-import socket
 import struct
 import threading
 import time
@@ -24,6 +23,7 @@ from week04_lib.fakeserver import (
 )
 
 from .conftest import HELLO
+from .hostile import raw_post, read_head
 
 CHAT = {"model": "fake-mini", "messages": HELLO}
 STREAM = {**CHAT, "stream": True}
@@ -32,32 +32,6 @@ EMBED = "fake-embed"
 
 
 # ------------------------------------------------------------------ helpers: the raw wire
-
-
-def raw_post(srv, body, path="/v1/chat/completions", headers=(), timeout=2.0):
-    """A POST over a bare socket (Connection: close); returns the socket's file to read."""
-    data = json.dumps(body).encode()
-    sock = socket.create_connection(("127.0.0.1", srv.port), timeout=timeout)
-    lines = [
-        f"POST {path} HTTP/1.1",
-        "Host: 127.0.0.1",
-        "Content-Type: application/json",
-        f"Content-Length: {len(data)}",
-        "Connection: close",
-        *(f"{name}: {value}" for name, value in headers),
-    ]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
-    wire = sock.makefile("rb")
-    sock.close()  # the file keeps the connection open until it is closed
-    return wire
-
-
-def read_head(wire):
-    status = wire.readline()
-    lines = []
-    while (line := wire.readline()) not in (b"\r\n", b""):
-        lines.append(line.decode().rstrip("\r\n"))
-    return status, dict(line.split(": ", 1) for line in lines)
 
 
 def read_chunk(wire):
