@@ -35,3 +35,20 @@ def no_leaks():
     gc.collect()
     assert not [t for t in threading.enumerate() if t not in threads], [t.name for t in threading.enumerate()]
     assert not socket_inodes() - sockets
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """One real redis-server per test worker (tests/redis_server.py)."""
+    from tests.redis_server import RedisServer
+
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied for this test."""
+    with redis_server.client() as client:
+        client.flushall()
+    return redis_server.url

@@ -232,8 +232,9 @@ def test_open_cache_specs(tmp_path):
     assert open_cache(None) is None
     assert isinstance(open_cache("memory", ttl_s=5), MemoryCache)
     assert isinstance(open_cache(f"sqlite:{tmp_path}/x.sqlite"), SQLiteCache)
-    with pytest.raises(ValueError):
-        open_cache("redis://x")
+    assert type(open_cache("redis://127.0.0.1:1/0")).__name__ == "RedisCache"  # connects on first use
+    with pytest.raises(ValueError, match="Redis URL"):
+        open_cache("mongodb://x")
     with pytest.raises(ValueError):
         MemoryCache(ttl_s=0)
 

@@ -102,7 +102,7 @@ def test_bad_environment_values_say_which_variable(env, message):
         {"max_attempts": 0},
         {"backoff_base": 2, "backoff_cap": 1},
         {"rpm": 0},
-        {"cache": "redis://x"},
+        {"cache": "mongodb://x"},
         {"timeouts": (1, 2, 3)},
     ],
 )

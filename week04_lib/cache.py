@@ -10,7 +10,8 @@ Taught in notebook 04, sections 4.2 to 4.4. The course's pitfalls, each handled 
 - caching errors -> only complete, successful answers are ever stored.
 
 Values are JSON (never pickle). Counters: hits, misses, the cost the hits saved, and
-errors (a store that could not do its job: the call went on without it).
+errors (a store that could not do its job: the call went on without it). The Redis store,
+shared by processes and machines, is ``shared.cache.RedisCache``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import check_file_path
+from .config import REDIS_SCHEMES, check_file_path
 from .errors import InvalidRequest
 
 __all__ = ["CacheWarning", "MemoryCache", "SQLiteCache", "cache_key", "cacheable", "open_cache", "storable"]
@@ -94,7 +95,7 @@ def storable(answer: Mapping[str, Any]) -> bool:
 
 
 class _Counted:
-    """Hit, miss, saved-cost and error counters, and the TTL rule, shared by both stores.
+    """Hit, miss, saved-cost and error counters, and the TTL rule, shared by every store.
 
     ``wait_s`` on every operation: the longest it may wait for another process's lock (the
     client passes the time left before the call's deadline; 0 or less: no wait at all). A
@@ -333,12 +334,17 @@ class SQLiteCache(_Counted):
         return self._run(lambda q: q("SELECT COUNT(*) FROM cache").fetchone()[0], None, 0)
 
 
-def open_cache(spec: str | None, ttl_s: float | None = None) -> MemoryCache | SQLiteCache | None:
-    """``None``, ``"memory"`` or ``"sqlite:PATH"`` (ClientConfig.cache) to a store."""
+def open_cache(spec: str | None, ttl_s: float | None = None, namespace: str = "") -> _Counted | None:
+    """``None``, ``"memory"``, ``"sqlite:PATH"`` or a Redis URL (ClientConfig.cache) to a
+    store; a Redis store keeps its entries under ``namespace`` (shared.namespace_of)."""
     if spec is None:
         return None
     if spec == "memory":
         return MemoryCache(ttl_s=ttl_s)
     if spec.startswith("sqlite:") and spec[len("sqlite:") :]:
         return SQLiteCache(spec[len("sqlite:") :], ttl_s=ttl_s)
-    raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {spec!r}")
+    if spec.split(":", 1)[0] in REDIS_SCHEMES:
+        from .shared.cache import RedisCache  # needs the redis package, only when asked for
+
+        return RedisCache(spec, namespace, ttl_s=ttl_s)
+    raise InvalidRequest(f"cache must be None, 'memory', 'sqlite:PATH' or a Redis URL, got {spec!r}")

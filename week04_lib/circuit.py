@@ -190,7 +190,9 @@ class CircuitBreaker:
 
 
 class CircuitBreakers:
-    """One breaker per model, made on first use with the same settings."""
+    """One breaker per model, made on first use with the same settings (a ``kind``)."""
+
+    kind: type[CircuitBreaker] = CircuitBreaker
 
     def __init__(self, **settings: object) -> None:
         self.settings = settings
@@ -200,7 +202,7 @@ class CircuitBreakers:
     def __getitem__(self, model: str) -> CircuitBreaker:
         with self._lock:
             if model not in self._breakers:
-                self._breakers[model] = CircuitBreaker(model, **self.settings)  # type: ignore[arg-type]
+                self._breakers[model] = self.kind(model, **self.settings)  # type: ignore[arg-type]
             return self._breakers[model]
 
     def states(self) -> dict[str, str]:

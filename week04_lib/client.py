@@ -22,7 +22,9 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from . import errors
 from .answer_times import AnswerTimes
@@ -32,10 +34,14 @@ from .config import ClientConfig, Timeouts
 from .cost import cost_usd
 from .degrade import DrainReport, DurableQueue, first_success, stale_answer
 from .embed import EmbeddingResult, embed_texts, text_tokens
+from .flight import SingleFlight
 from .logs import attempt_record, final_record, log_to, records_of, stop_logging
 from .ratelimit import Permit, RateLimiter, estimate_tokens
 from .request import CallOptions, call_options, check_request_id, validate
 from .retry import RetryBudget, RetryPolicy, new_request_id, wait_backoff
+from .shared import SharedState, namespace_of
+from .shared.breaker import SharedCircuitBreakers
+from .shared.limiter import SharedRateLimiter
 from .stream import ChatStream
 from .throttle import AdaptiveThrottle, AdaptiveThrottles
 from .transport import Completion, StreamReader, Transport, Usage, completion_from_json
@@ -114,16 +120,22 @@ class LLMClient:
             clock=clock,
             sleep=sleep,
         )
+        namespace = namespace_of(config.base_url, config.api_key)  # one account's state, never its key
+        self.shared = SharedState(config.shared, namespace) if config.shared else None
+        on_redis = {"shared": self.shared} if self.shared else {}
         limited = config.rpm or config.tpm or config.max_concurrency
+        limiter = partial(SharedRateLimiter, self.shared) if self.shared else RateLimiter
         self.limiter = (
-            RateLimiter(config.rpm, config.tpm, config.max_concurrency, clock=clock, sleep=sleep) if limited else None
+            limiter(config.rpm, config.tpm, config.max_concurrency, clock=clock, sleep=sleep) if limited else None
         )
-        self.cache = open_cache(config.cache, config.cache_ttl_s)
-        self.breakers = CircuitBreakers(
+        self.cache = open_cache(config.cache, config.cache_ttl_s, namespace)
+        self.flights = SingleFlight(self.shared, clock=clock, sleep=sleep)  # identical calls in flight: one request
+        self.breakers = (SharedCircuitBreakers if self.shared else CircuitBreakers)(
             failures=config.breaker_failures,
             failure_rate=config.breaker_failure_rate,
             reset_s=config.breaker_reset_s,
             clock=clock,
+            **on_redis,
         )
         self.throttles = AdaptiveThrottles(k=config.throttle_k, clock=clock) if config.throttle_k else None
         self.answer_times = AnswerTimes()  # how long a request needs, per model
@@ -132,7 +144,8 @@ class LLMClient:
         self.queue = DurableQueue(config.queue_path, lease_s=lease_s) if config.queue_path else None
         self._log_handler: logging.Handler | None = None
         if config.log_path:
-            secrets = [config.api_key] if config.api_key else []
+            passwords = [urlsplit(url).password for url in (config.shared, config.cache) if url]
+            secrets = [s for s in (config.api_key, *passwords) if s]
             self._log_handler = log_to(config.log_path, secrets=secrets, owner=self)  # this client's records only
 
     def __repr__(self) -> str:
@@ -297,18 +310,31 @@ class LLMClient:
         use_cache = call.options.use_cache and cacheable(payload, allow_sampled=self.config.cache_sampled)[0]
         cache = self.cache if use_cache else None
         key = cache_key(payload, self.config.base_url) if cache is not None else ""
-        if cache is not None and (hit := cache.get(key, wait_s=call.deadline - self.clock())) is not None:
-            log.info(
-                "cache hit",
-                extra={
-                    "event": "cache_hit",
-                    "request_id": call.request_id,
-                    "model": model,
-                    "cache_hit": True,
-                    "prompt_len": call.prompt_len,
-                },
-            )
-            return self._result(call, completion_from_json(hit["completion"]), cached=True)
+        if cache is not None and (hit := self._cached(call, model, key)) is not None:
+            return hit
+        if cache is not None and call.send == self.transport.chat:  # a stream or an embedding goes alone
+            answered = partial(self._cached, call, model, key)
+            return self.flights.run(key, call.deadline, lambda: self._sent(call, model, payload), answered)
+        return self._sent(call, model, payload)
+
+    def _cached(self, call: _Call, model: str, key: str) -> ChatResult | None:
+        assert self.cache is not None
+        hit = self.cache.get(key, wait_s=call.deadline - self.clock())
+        if hit is None:
+            return None
+        log.info(
+            "cache hit",
+            extra={
+                "event": "cache_hit",
+                "request_id": call.request_id,
+                "model": model,
+                "cache_hit": True,
+                "prompt_len": call.prompt_len,
+            },
+        )
+        return self._result(call, completion_from_json(hit["completion"]), cached=True)
+
+    def _sent(self, call: _Call, model: str, payload: dict[str, Any]) -> ChatResult | StreamReader:
         done = self._through_breaker(call, model, payload)
         if isinstance(done, StreamReader):
             return done  # its ChatStream stores it when (and only if) it ends complete

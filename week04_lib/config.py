@@ -71,6 +71,39 @@ def check_file_path(path: str | os.PathLike[str], what: str) -> Path:
     return found
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password (if any) shown as ``***``: safe to print or log."""
+    parts = urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+
+
+def check_redis_url(name: str, url: Any) -> str:
+    """``redis://[:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path``."""
+    text = str(url or "").strip() if isinstance(url, str) else ""
+    try:
+        parts = urlsplit(text)
+        ok = (
+            parts.scheme in REDIS_SCHEMES
+            and bool(parts.hostname or parts.path)
+            and (parts.port is None or parts.port > 0)
+        )
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InvalidRequest(
+            f"{name} must be a Redis URL such as redis://127.0.0.1:6379/0 or rediss://:PASSWORD@host:6380/0, "
+            f"got {redact_url(text) if isinstance(url, str) else url!r}"
+        )
+    return text
+
+
 @dataclass(frozen=True)
 class Timeouts:
     """Seconds. ``connect``: TCP set-up; ``read``: the longest silence between bytes;
@@ -198,7 +231,7 @@ class ClientConfig:
     rpm: int | None = None
     tpm: int | None = None
     max_concurrency: int | None = None
-    cache: str | None = None
+    cache: str | None = field(default=None, repr=False)  # None, "memory", "sqlite:PATH" or a Redis URL
     cache_ttl_s: float | None = None
     cache_sampled: bool = False  # cache temperature > 0 answers without a seed too (opt-in)
     breaker_failures: int = 5  # calls in the breaker's window before its rate may open it (in a row: off rate)
@@ -208,6 +241,7 @@ class ClientConfig:
     serve_stale: bool = False
     queue_path: str | None = None
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    shared: str | None = field(default=None, repr=False)  # a Redis URL: state shared by processes (shared/)
 
     def __post_init__(self) -> None:
         def settle(name: str, value: Any) -> None:
@@ -237,15 +271,22 @@ class ClientConfig:
                 if not isinstance(value, (str, os.PathLike)) or not str(value):
                     raise InvalidRequest(f"{name} must be a file path or None, got {value!r}")
                 settle(name, os.fspath(value))
-        if self.cache not in (None, "memory") and not (
+        if self.shared is not None:
+            settle("shared", check_redis_url("shared", self.shared))
+        if isinstance(self.cache, str) and self.cache.split(":", 1)[0] in REDIS_SCHEMES:
+            settle("cache", check_redis_url("cache", self.cache))
+        elif self.cache not in (None, "memory") and not (
             isinstance(self.cache, str) and self.cache.startswith("sqlite:")
         ):
-            raise InvalidRequest(f"cache must be None, 'memory' or 'sqlite:PATH', got {self.cache!r}")
+            raise InvalidRequest(
+                f"cache must be None, 'memory', 'sqlite:PATH' or 'redis://HOST:PORT/DB', got {self.cache!r}"
+            )
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.repr)
         key = "None" if self.api_key is None else "'***'"
-        return f"ClientConfig({shown}, api_key={key})"
+        urls = ", ".join(f"{name}={_shown_url(getattr(self, name))}" for name in ("cache", "shared"))
+        return f"ClientConfig({shown}, {urls}, api_key={key})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> ClientConfig:
@@ -270,6 +311,10 @@ class ClientConfig:
         values["timeouts"] = _timeouts_from_env(env)
         values.update(overrides)
         return cls(**values)
+
+
+def _shown_url(url: str | None) -> str:
+    return repr(None if url is None else redact_url(url))
 
 
 def _timeouts_from_env(env: Mapping[str, str]) -> Timeouts:
@@ -327,4 +372,5 @@ ENV_VARIABLES: dict[str, tuple[str, Callable[[str], object]]] = {
     "serve_stale": ("WEEK04_SERVE_STALE", _boolean),
     "queue_path": ("WEEK04_QUEUE_PATH", str),
     "max_response_bytes": ("WEEK04_MAX_RESPONSE_BYTES", int),
+    "shared": ("WEEK04_SHARED", str),
 }

@@ -247,8 +247,15 @@ class RateLimiter:
 
     def acquire(self, tokens: int = 0, deadline: float | None = None) -> Permit:
         """Wait for budget for one request of ``tokens`` (estimated); never past ``deadline``."""
+        now = self.clock()
+        wait = self._reserve(now, tokens, deadline)
+        granted_at = self._sleep_until(now + wait, tokens, deadline)
+        has_slot = self._take_slot(tokens, deadline)
+        return Permit(self, tokens, granted_at, has_slot)
+
+    def _reserve(self, now: float, tokens: int, deadline: float | None) -> float:
+        """Charge the buckets for one request as of the time it may go; that wait."""
         with self._lock:
-            now = self.clock()
             wait = self._wait_needed(now, tokens)
             self._check_deadline(now, wait, deadline, "the rate limit")
             # charged as of the grant: a limit's refill while another one holds the call back
@@ -257,9 +264,7 @@ class RateLimiter:
                 self._requests.take(1, at=now + wait)
             if self._tokens:
                 self._tokens.take(tokens, at=now + wait)
-        granted_at = self._sleep_until(now + wait, tokens, deadline)
-        has_slot = self._take_slot(tokens, deadline)
-        return Permit(self, tokens, granted_at, has_slot)
+        return wait
 
     def _wait_needed(self, now: float, tokens: int) -> float:
         wait = self._paused_until - now
@@ -282,14 +287,13 @@ class RateLimiter:
         Returns the time the request may go."""
         now = self.clock()
         while True:
-            with self._lock:
-                until = max(due, self._paused_until)
-                if until > due:  # paused after we reserved: the pause may break the deadline
-                    try:
-                        self._check_deadline(now, until - now, deadline, "a 429 pause")
-                    except errors.ClientRateLimited:
-                        self._refund(tokens)
-                        raise
+            until = max(due, now + self._pause_left(now))
+            if until > due:  # paused after we reserved: the pause may break the deadline
+                try:
+                    self._check_deadline(now, until - now, deadline, "a 429 pause")
+                except errors.ClientRateLimited:
+                    self._refund(tokens)
+                    raise
             if until <= now:
                 return until
             self.sleep(until - now)
@@ -299,19 +303,19 @@ class RateLimiter:
         if self._slots is None:
             return False
         if not self._slots.acquire(deadline):
-            with self._lock:
-                self._refund(tokens)
+            self._refund(tokens)
             raise errors.ClientRateLimited(
                 f"all {self.max_concurrency} concurrent slots stayed busy until the deadline", retry_after=None
             )
         return True
 
     def _refund(self, tokens: int) -> None:
-        """Give back an unused reservation (the caller holds the lock)."""
-        if self._requests:
-            self._requests.give_back(1)
-        if self._tokens:
-            self._tokens.give_back(tokens)
+        """Give back an unused reservation."""
+        with self._lock:
+            if self._requests:
+                self._requests.give_back(1)
+            if self._tokens:
+                self._tokens.give_back(tokens)
 
     def _adjust_tokens(self, difference: int) -> None:
         if self._tokens is None or difference == 0:
@@ -327,9 +331,13 @@ class RateLimiter:
         with self._lock:
             self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
 
+    def _pause_left(self, now: float) -> float:
+        with self._lock:
+            return self._paused_until - now
+
     @property
     def paused_for(self) -> float:
-        return max(0.0, self._paused_until - self.clock())
+        return max(0.0, self._pause_left(self.clock()))
 
     def observe_headers(self, headers: Mapping[str, str]) -> None:
         """Follow the server's ``x-ratelimit-remaining-*`` / ``x-ratelimit-reset-*``: when a

@@ -1,0 +1,167 @@
+"""One RPM and TPM budget for every client on the same Redis and account.
+
+The local ``RateLimiter``'s buckets, kept in Redis and changed only inside Lua scripts,
+so a reservation is one atomic step whoever else is asking: the same token buckets
+(``TokenBucket``: the level may go below zero, time pays it back), the same reservation
+as of the time the request may go, the same deadline check (nothing is charged when
+the wait would pass it), the same ``reconcile`` and the same 429 pause, seen by all.
+Time is Redis's own clock, the one clock every machine shares.
+
+Concurrency slots (``max_concurrency``) stay per process: a slot is held for a whole
+call, and a process that dies holding one must not take it along.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..ratelimit import RateLimiter
+from . import SharedState
+
+__all__ = ["SharedRateLimiter"]
+
+# Shared by the scripts: the clock, and a bucket's level as of a time (TokenBucket.level_at).
+_BUCKET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local function load(key, cap)
+  local v = redis.call('HMGET', key, 'level', 'stamp')
+  if v[1] then return tonumber(v[1]), tonumber(v[2]) end
+  return cap, now
+end
+local function level_at(level, stamp, rate, cap, at)
+  if at >= stamp then return math.min(cap, level + (at - stamp) * rate) end
+  return level - (stamp - at) * rate
+end
+local function save(key, level, stamp, rate, cap)
+  redis.call('HSET', key, 'level', string.format('%.17g', level), 'stamp', string.format('%.17g', stamp))
+  -- gone once full again (plus a minute): an idle account leaves nothing behind
+  redis.call('PEXPIRE', key, math.ceil(((cap - level) / rate + math.max(0, stamp - now) + 60) * 1000))
+end
+local function charge(key, rate, cap, amount, at)
+  local level, stamp = load(key, cap)
+  if at >= stamp then level, stamp = level_at(level, stamp, rate, cap, at) - amount, at
+  else level = level - amount end
+  save(key, level, stamp, rate, cap)
+end
+"""
+
+# KEYS: requests bucket, tokens bucket, pause. ARGV: request rate, capacity, token rate,
+# capacity (a rate of 0: no such limit), tokens, the longest wait allowed (< 0: any).
+# Returns {granted 0/1, wait}: charged as of now + wait only when granted.
+RESERVE = (
+    _BUCKET
+    + """
+local tokens, max_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
+local wait = math.max(0, (tonumber(redis.call('GET', KEYS[3]) or '0')) - now)
+local limits = {{KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 1},
+                {KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tokens}}
+for _, b in ipairs(limits) do
+  if b[2] > 0 then
+    local level, stamp = load(b[1], b[3])
+    wait = math.max(wait, (math.min(b[4], b[3]) - level_at(level, stamp, b[2], b[3], now)) / b[2])
+  end
+end
+if max_wait >= 0 and wait > max_wait then return {0, string.format('%.17g', wait)} end
+for _, b in ipairs(limits) do
+  if b[2] > 0 then charge(b[1], b[2], b[3], b[4], now + wait) end
+end
+return {1, string.format('%.17g', wait)}
+"""
+)
+
+# KEYS: a bucket. ARGV: rate, capacity, amount (> 0: give back, capped; < 0: charge now).
+ADJUST = (
+    _BUCKET
+    + """
+local rate, cap, amount = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if amount < 0 then charge(KEYS[1], rate, cap, -amount, now) return 1 end
+local level, stamp = load(KEYS[1], cap)
+save(KEYS[1], math.min(cap, level + amount), stamp, rate, cap)
+return 1
+"""
+)
+
+# KEYS: pause. ARGV: seconds (0: only read). Returns the seconds left (may be < 0).
+PAUSE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local until_ = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = now + tonumber(ARGV[1])
+if tonumber(ARGV[1]) > 0 and wanted > until_ then
+  until_ = wanted
+  redis.call('SET', KEYS[1], string.format('%.17g', until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+end
+return string.format('%.17g', until_ - now)
+"""
+
+
+class SharedRateLimiter(RateLimiter):
+    """A ``RateLimiter`` whose RPM/TPM budget and 429 pause live in Redis. While Redis
+    cannot be reached, this process falls back on its own buckets (the full budget each:
+    several processes may then send more than the account allows, until Redis is back)."""
+
+    def __init__(
+        self,
+        shared: SharedState,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        *,
+        burst_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(rpm, tpm, max_concurrency, burst_s=burst_s, clock=clock, sleep=sleep)
+        self.shared = shared
+        self._keys = [shared.key("limit", "requests"), shared.key("limit", "tokens"), shared.key("limit", "pause")]
+        self._shape = [
+            (bucket.rate, bucket.capacity) if bucket else (0, 0) for bucket in (self._requests, self._tokens)
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"SharedRateLimiter(rpm={self.rpm}, tpm={self.tpm}, max_concurrency={self.max_concurrency}, {self.shared})"
+        )
+
+    def _reserve(self, now: float, tokens: int, deadline: float | None) -> float:
+        max_wait = -1.0 if deadline is None else max(0.0, deadline - now)
+        (rate_r, cap_r), (rate_t, cap_t) = self._shape
+        args = [rate_r, cap_r, rate_t, cap_t, tokens, max_wait]
+        answer = self.shared.call(RESERVE, self._keys, args, None)
+        if answer is None:
+            return super()._reserve(now, tokens, deadline)
+        wait = float(answer[1])
+        if not int(answer[0]):
+            self._check_deadline(now, wait, deadline, "the shared rate limit")
+        return wait
+
+    def _adjust(self, bucket: int, amount: float) -> bool:
+        rate, capacity = self._shape[bucket]
+        if not rate or amount == 0:
+            return True
+        args = [rate, capacity, amount]
+        return (
+            self.shared.run(lambda r: self.shared.script(ADJUST)(keys=[self._keys[bucket]], args=args), None)
+            is not None
+        )
+
+    def _refund(self, tokens: int) -> None:
+        if not (self._adjust(0, 1) and self._adjust(1, tokens)):
+            super()._refund(tokens)
+
+    def _adjust_tokens(self, difference: int) -> None:
+        if not self._adjust(1, difference):
+            super()._adjust_tokens(difference)
+
+    def pause(self, seconds: float) -> None:
+        super().pause(seconds)  # here too: it holds if Redis goes away
+        self._shared_pause(max(0.0, seconds))
+
+    def _shared_pause(self, seconds: float) -> float:
+        left = self.shared.call(PAUSE, self._keys[2:], [seconds], None)
+        return -1.0 if left is None else float(left)
+
+    def _pause_left(self, now: float) -> float:
+        return max(super()._pause_left(now), self._shared_pause(0.0))
