@@ -407,6 +407,34 @@ def reembed_section() -> list[str]:
     return streams.reembed_section()
 
 
+def shared_limit_section() -> list[str]:
+    """4 processes x 8 threads against a server limit, with one budget on Redis and without."""
+    import shared  # bench/shared.py
+
+    return shared.shared_limit_section()
+
+
+def shared_cache_section() -> list[str]:
+    """Requests sent for 4 processes x 200 calls over 200 prompts, through a Redis cache."""
+    import shared
+
+    return shared.shared_cache_section()
+
+
+def redis_killed_section() -> list[str]:
+    """Calls with a deadline while Redis is killed and started again."""
+    import shared
+
+    return shared.redis_killed_section()
+
+
+def shared_overhead_section() -> list[str]:
+    """Per-call time of the shared limiter against the local one."""
+    import shared
+
+    return shared.shared_overhead_section()
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     overhead_section,
     goodput_section,
@@ -415,6 +443,10 @@ SECTIONS: list[Callable[[], list[str]]] = [
     give_up_section,
     stream_give_up_section,
     reembed_section,
+    shared_limit_section,
+    shared_cache_section,
+    redis_killed_section,
+    shared_overhead_section,
     outage_section,
     sweep_section,
 ]

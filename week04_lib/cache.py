@@ -334,9 +334,12 @@ class SQLiteCache(_Counted):
         return self._run(lambda q: q("SELECT COUNT(*) FROM cache").fetchone()[0], None, 0)
 
 
-def open_cache(spec: str | None, ttl_s: float | None = None, namespace: str = "") -> _Counted | None:
+def open_cache(
+    spec: str | None, ttl_s: float | None = None, namespace: str = "", shared: Any = None
+) -> _Counted | None:
     """``None``, ``"memory"``, ``"sqlite:PATH"`` or a Redis URL (ClientConfig.cache) to a
-    store; a Redis store keeps its entries under ``namespace`` (shared.namespace_of)."""
+    store; a Redis store keeps its entries under ``namespace`` (shared.namespace_of), on
+    the client's own ``SharedState`` when given (one verdict on whether Redis is up)."""
     if spec is None:
         return None
     if spec == "memory":
@@ -346,5 +349,5 @@ def open_cache(spec: str | None, ttl_s: float | None = None, namespace: str = ""
     if spec.split(":", 1)[0] in REDIS_SCHEMES:
         from .shared.cache import RedisCache  # needs the redis package, only when asked for
 
-        return RedisCache(spec, namespace, ttl_s=ttl_s)
+        return RedisCache(spec, namespace, ttl_s=ttl_s, shared=shared)
     raise InvalidRequest(f"cache must be None, 'memory', 'sqlite:PATH' or a Redis URL, got {spec!r}")

@@ -128,7 +128,8 @@ class LLMClient:
         self.limiter = (
             limiter(config.rpm, config.tpm, config.max_concurrency, clock=clock, sleep=sleep) if limited else None
         )
-        self.cache = open_cache(config.cache, config.cache_ttl_s, namespace)
+        same_redis = self.shared if config.cache == config.shared else None
+        self.cache = open_cache(config.cache, config.cache_ttl_s, namespace, same_redis)
         self.flights = SingleFlight(self.shared, clock=clock, sleep=sleep)  # identical calls in flight: one request
         self.breakers = (SharedCircuitBreakers if self.shared else CircuitBreakers)(
             failures=config.breaker_failures,

@@ -20,9 +20,10 @@ import time
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from ..config import redact_url
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, redact
 
 __all__ = ["SharedState", "SharedStateWarning", "namespace_of"]
 
@@ -80,10 +81,11 @@ class SharedState:
         namespace: str,
         *,
         timeout_s: float = 0.25,
-        retry_s: float = 1.0,
+        retry_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url, self.namespace = redact_url(url), namespace
+        self._password = urlsplit(url).password  # scrubbed from every message
         self.timeout_s, self.retry_s, self.clock = timeout_s, retry_s, clock
         self.redis, self._unavailable = _connect(url, timeout_s)
         self.failures = 0  # operations that fell back to local state
@@ -136,7 +138,7 @@ class SharedState:
             first_outage = self._down_until is None
             self._down_until = self.clock() + self.retry_s
             warn, self._warned = not self._warned, True
-        detail = f"{type(exc).__name__}: {exc}"
+        detail = redact(f"{type(exc).__name__}: {exc}", [self._password])
         if warn:
             warnings.warn(
                 f"Redis at {self.url} cannot be reached ({detail}); going on with this process's own state",

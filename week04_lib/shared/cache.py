@@ -24,10 +24,16 @@ _UNREACHABLE = object()
 
 class RedisCache(_Counted):
     def __init__(
-        self, url: str, namespace: str, ttl_s: float | None = None, clock: Callable[[], float] = time.time
+        self,
+        url: str,
+        namespace: str,
+        ttl_s: float | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        shared: SharedState | None = None,
     ) -> None:
         super().__init__(ttl_s, clock)
-        self.shared = SharedState(url, namespace)
+        self.shared = shared or SharedState(url, namespace)
         self._prefix = self.shared.key("cache", "")
 
     def __repr__(self) -> str:

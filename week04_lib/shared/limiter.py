@@ -83,7 +83,7 @@ return 1
 """
 )
 
-# KEYS: pause. ARGV: seconds (0: only read). Returns the seconds left (may be < 0).
+# KEYS: pause. ARGV: seconds (0: only read). Returns {the pause's end, now}, Redis time.
 PAUSE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -93,7 +93,7 @@ if tonumber(ARGV[1]) > 0 and wanted > until_ then
   until_ = wanted
   redis.call('SET', KEYS[1], string.format('%.17g', until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
 end
-return string.format('%.17g', until_ - now)
+return {string.format('%.17g', until_), string.format('%.17g', now)}
 """
 
 
@@ -116,6 +116,7 @@ class SharedRateLimiter(RateLimiter):
         super().__init__(rpm, tpm, max_concurrency, burst_s=burst_s, clock=clock, sleep=sleep)
         self.shared = shared
         self._keys = [shared.key("limit", "requests"), shared.key("limit", "tokens"), shared.key("limit", "pause")]
+        self._seen_pause = 0.0  # the latest shared pause's end (Redis time) adopted here
         self._shape = [
             (bucket.rate, bucket.capacity) if bucket else (0, 0) for bucket in (self._requests, self._tokens)
         ]
@@ -159,9 +160,17 @@ class SharedRateLimiter(RateLimiter):
         super().pause(seconds)  # here too: it holds if Redis goes away
         self._shared_pause(max(0.0, seconds))
 
-    def _shared_pause(self, seconds: float) -> float:
-        left = self.shared.call(PAUSE, self._keys[2:], [seconds], None)
-        return -1.0 if left is None else float(left)
-
     def _pause_left(self, now: float) -> float:
-        return max(super()._pause_left(now), self._shared_pause(0.0))
+        self._shared_pause(0.0)
+        return super()._pause_left(now)
+
+    def _shared_pause(self, seconds: float) -> None:
+        """Extend the shared pause by ``seconds`` (0: only look), and adopt a pause another
+        client set, once: on this limiter's clock from then on (the one it sleeps on)."""
+        found = self.shared.call(PAUSE, self._keys[2:], [seconds], None)
+        if found is None:
+            return
+        until, now = float(found[0]), float(found[1])
+        if until > self._seen_pause:
+            self._seen_pause = until
+            super().pause(until - now)
