@@ -52,3 +52,15 @@ def redis_url(redis_server):
     with redis_server.client() as client:
         client.flushall()
     return redis_server.url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def frozen_imports():
+    """Move what exists once the tests are collected (the imported modules: numpy, pandas,
+    requests, ...) out of the garbage collector's view, so that each ``gc.collect()`` (two
+    per ``no_leaks`` test, and Python's own full collections) scans only what the tests
+    made since: ~20 ms instead of ~150 ms. What the tests create stays collectable."""
+    gc.collect()  # garbage left from importing goes first, not into the frozen set
+    gc.freeze()
+    yield
+    gc.unfreeze()

@@ -200,3 +200,20 @@ def dataclass_replace(config, **changes):
     import dataclasses
 
     return dataclasses.replace(config, **changes)
+
+
+def test_the_command_line_starts_a_redis_until_stopped():
+    import subprocess
+    import sys
+
+    import redis
+
+    process = subprocess.Popen([sys.executable, "-m", "week04_lib.shared.server"], stdout=subprocess.PIPE, text=True)
+    try:
+        url = process.stdout.readline().strip()
+        assert url.startswith("redis://127.0.0.1:")
+        with redis.Redis.from_url(url) as r:
+            assert r.ping()
+    finally:
+        process.send_signal(2)  # Ctrl-C
+        assert process.wait(timeout=5) == 0

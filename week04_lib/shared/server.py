@@ -5,6 +5,7 @@ In production, point ``ClientConfig(shared=...)`` at your own Redis instead."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -78,3 +79,25 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m week04_lib.shared.server [--port N]``: a Redis for this machine's
+    processes, until Ctrl-C; its URL is the first line printed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m week04_lib.shared.server", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=None, help="default: a free one")
+    args = parser.parse_args(argv)
+    server = RedisServer()
+    if args.port is not None:
+        server.port = args.port
+    with server:
+        print(server.url, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.process.wait()  # type: ignore[union-attr]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
