@@ -217,3 +217,11 @@ def test_the_command_line_starts_a_redis_until_stopped():
     finally:
         process.send_signal(2)  # Ctrl-C
         assert process.wait(timeout=5) == 0
+
+
+def test_closing_the_client_closes_its_redis_connections(redis_url, no_leaks):
+    with FakeLLMServer(latency=0) as srv:
+        settings = {"base_url": srv.url, "model": "fake-mini", "rpm": 600, "shared": redis_url}
+        for cache in (redis_url, redis_url.replace("/0", "/1")):  # on the client's SharedState, or its own
+            with LLMClient(ClientConfig(**settings, cache=cache)) as client:
+                client.chat(HELLO, temperature=0)

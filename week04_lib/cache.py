@@ -133,6 +133,9 @@ class _Counted:
     def put(self, key: str, value: Mapping[str, Any], *, wait_s: float | None = None) -> None:
         self._write(key, json.dumps(value), self.clock(), wait_s)
 
+    def close(self) -> None:
+        """Let go of any connection (a local store holds none between operations)."""
+
     def stats(self) -> dict[str, Any]:
         lookups = self.hits + self.misses
         return {

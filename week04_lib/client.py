@@ -153,8 +153,12 @@ class LLMClient:
         return f"LLMClient({self.config!r})"
 
     def close(self) -> None:
-        """Close the connections and this client's log file."""
+        """Close the connections (the provider's and Redis's) and this client's log file."""
         self.transport.close()
+        if self.cache is not None:
+            self.cache.close()
+        if self.shared is not None:
+            self.shared.close()
         handler, self._log_handler = self._log_handler, None
         if handler is not None:
             stop_logging(handler)

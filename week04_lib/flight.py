@@ -1,6 +1,7 @@
 """Single-flight: identical calls in flight at the same moment send one request.
 
-Taught in notebook 04, section 4.4. A cache helps the *second* caller of a prompt, once
+Part of ``LLMClient`` whenever a cache is configured (README, "Several processes or
+machines"; the cache itself is notebook 04's). A cache helps the *second* caller of a prompt, once
 the first has its answer; twenty threads (or four processes) asking the same question
 at the same moment all miss and all pay. ``SingleFlight.run(key, ...)`` lets one caller
 per key lead (send the request, store the answer) while the others wait for it, each no

@@ -1,7 +1,7 @@
 """State shared by processes and machines, on Redis: one rate budget, one breaker state,
 one cache, one request for identical calls in flight.
 
-Taught in notebook 03, section 3.9. ``ClientConfig(shared="redis://host:6379/0")`` (or
+Shown in notebook 03, section 3.8. ``ClientConfig(shared="redis://host:6379/0")`` (or
 ``WEEK04_SHARED``) gives every client that names the same Redis, base URL and API key
 the same state; without it, all state stays in the process.
 
@@ -96,6 +96,10 @@ class SharedState:
 
     def __repr__(self) -> str:
         return f"SharedState({self.url!r}, namespace={self.namespace!r}, up={self.up})"
+
+    def close(self) -> None:
+        """Close the connections (a later operation opens new ones)."""
+        self.redis.close()
 
     @property
     def up(self) -> bool:

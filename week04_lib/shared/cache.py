@@ -33,11 +33,16 @@ class RedisCache(_Counted):
         shared: SharedState | None = None,
     ) -> None:
         super().__init__(ttl_s, clock)
+        self._owns_shared = shared is None
         self.shared = shared or SharedState(url, namespace)
         self._prefix = self.shared.key("cache", "")
 
     def __repr__(self) -> str:
         return f"RedisCache({self.shared.url!r}, ttl_s={self.ttl_s})"
+
+    def close(self) -> None:
+        if self._owns_shared:  # a client's own SharedState is the client's to close
+            self.shared.close()
 
     def stats(self) -> dict[str, Any]:
         return {**super().stats(), "errors": self.errors}
