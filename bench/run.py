@@ -409,30 +409,30 @@ def reembed_section() -> list[str]:
 
 def shared_limit_section() -> list[str]:
     """4 processes x 8 threads against a server limit, with one budget on Redis and without."""
-    import shared  # bench/shared.py
+    import processes  # bench/processes.py
 
-    return shared.shared_limit_section()
+    return processes.shared_limit_section()
 
 
 def shared_cache_section() -> list[str]:
     """Requests sent for 4 processes x 200 calls over 200 prompts, through a Redis cache."""
-    import shared
+    import processes
 
-    return shared.shared_cache_section()
+    return processes.shared_cache_section()
 
 
 def redis_killed_section() -> list[str]:
     """Calls with a deadline while Redis is killed and started again."""
-    import shared
+    import processes
 
-    return shared.redis_killed_section()
+    return processes.redis_killed_section()
 
 
 def shared_overhead_section() -> list[str]:
     """Per-call time of the shared limiter against the local one."""
-    import shared
+    import processes
 
-    return shared.shared_overhead_section()
+    return processes.shared_overhead_section()
 
 
 SECTIONS: list[Callable[[], list[str]]] = [
@@ -468,8 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Benchmarks",
         "",
-        f"Machine: {machine()}. All in one process; every figure is the median of {RUNS} runs,",
-        "except the fault sweep's, which come from one run.",
+        f"Machine: {machine()}. Every figure is the median of {RUNS} runs in one process, except the",
+        "fault sweep's and those of the sections that say (one run), which start several processes.",
         "",
     ]
     for section in [by_name[name] for name in names] or SECTIONS:

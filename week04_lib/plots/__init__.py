@@ -25,6 +25,7 @@ from .retries import (
     recovery_panels,
     recovery_timeline,
 )
+from .shared import shared_budget
 from .style import COLORS, use_style
 from .timeouts import latency_survival, stream_timeline, time_to_failure
 
@@ -52,6 +53,7 @@ __all__ = [
     "rate_timeline",
     "recovery_panels",
     "recovery_timeline",
+    "shared_budget",
     "stream_timeline",
     "texts_sent",
     "time_to_failure",

@@ -9,7 +9,7 @@
 - ``shared_overhead``: per-call time with the shared limiter against the local one.
 
 The processes are started with "spawn" and run the workers below (``bench/`` is on their
-``sys.path``); each builds its client, then waits at a barrier, so every window starts
+``sys.path``; this file is bench/processes.py); each builds its client, then waits at a barrier, so every window starts
 when all of them are ready. Run them alone with ``python bench/run.py shared_limit``.
 """
 
