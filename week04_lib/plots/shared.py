@@ -80,7 +80,8 @@ def shared_budget(
 
 
 def _by_process(attempts: Sequence[Any], header: str) -> dict[str, list[Any]]:
-    """The attempts of each process, in order of arrival, by the value of ``header``."""
+    """The attempts of each process, in order of arrival, by the value of ``header``;
+    the processes by name."""
     wanted = header.lower()
     processes: dict[str, list[Any]] = {}
     for attempt in sorted(attempts, key=lambda a: a.t):
@@ -91,7 +92,7 @@ def _by_process(attempts: Sequence[Any], header: str) -> dict[str, list[Any]]:
                 f"extra_headers={{{header!r}: name}} with every call, so the processes can be told apart"
             )
         processes.setdefault(name, []).append(attempt)
-    return processes
+    return dict(sorted(processes.items()))  # the same order in every panel
 
 
 def _sent(attempts: list[Any], name: str) -> str:
