@@ -133,7 +133,36 @@ def test_a_pause_reaches_threads_already_waiting():
     clock.now = 1.0
     release.set()
     waiter.join(5)
-    assert grant == [4.0] and sleeping == [1.0, 3.0]
+    assert grant == [5.0] and sleeping == [1.0, 4.0]  # its turn, 4 s later
+
+
+def test_waiters_paused_by_a_429_resume_at_their_pace_not_all_at_once():
+    """Three threads queued for t=1, 2, 3 when a 4 s pause begins at t=0: they go at 5, 6
+    and 7. Sending all three at t=4 (as the limiter once did) is a burst the server's
+    refilled bucket may refuse again: a 429, another pause, another burst."""
+    clock = VirtualClock()
+    release = threading.Event()
+    sleeping = []
+
+    def blocking_sleep(seconds):
+        sleeping.append(seconds)
+        release.wait(5)
+
+    limiter = RateLimiter(rpm=60, clock=clock, sleep=blocking_sleep)
+    limiter.acquire()  # t=0
+    grants, waiters = [], []
+    for n in range(1, 4):  # one at a time, so their turns are 1, 2 and 3 s
+        waiters.append(threading.Thread(target=lambda: grants.append(limiter.acquire().granted_at)))
+        waiters[-1].start()
+        while len(sleeping) < n:
+            time.sleep(0.001)
+    limiter.pause(4.0)
+    clock.now = 1.0
+    release.set()
+    for waiter in waiters:
+        waiter.join(5)
+    assert sorted(grants) == [5.0, 6.0, 7.0]
+    assert limiter.acquire().granted_at == 8.0  # and a newcomer queues behind them
 
 
 def test_a_pause_that_breaks_the_deadline_fails_and_refunds():

@@ -228,3 +228,14 @@ def test_closing_the_client_closes_its_redis_connections(redis_url):
                 client.chat(HELLO, temperature=0)
             clients.append(client)  # still referenced: only close() can have let go of its sockets
         assert socket_inodes() <= before
+
+
+def test_a_shared_pause_moves_every_reservation_later(redis_url):
+    """Queued for 0.1 to 0.4 s when a 1 s pause begins: the next request goes after the
+    pause *and* after them (0.5 s later, as the queue resumes at its pace), not with them."""
+    a, b = limiter(redis_url, rpm=600), limiter(redis_url, rpm=600)
+    for _ in range(5):
+        a.acquire()  # reservations at 0 to 0.4 s (this sleep returns at once)
+    b.pause(1.0)
+    b.acquire()
+    assert b.sleep == [pytest.approx(1.5, abs=0.05)]  # 1.0 without the move: with the queue

@@ -83,6 +83,14 @@ class TokenBucket:
         else:  # behind the latest reservation: charge it on top of that one
             self.level -= amount
 
+    def postpone(self, seconds: float, at: float | None = None) -> None:
+        """Move every reservation ``seconds`` later (a pause from ``at``, default now):
+        the queue goes on after it at the same pace, instead of all at once."""
+        at = self.clock() if at is None else at
+        if at > self._stamp:
+            self.level, self._stamp = self.level_at(at), at
+        self._stamp += seconds
+
     def give_back(self, amount: float) -> None:
         self.level = min(self.capacity, self.level + amount)
 
@@ -240,6 +248,7 @@ class RateLimiter:
         self._tokens = TokenBucket.per_minute(tpm, burst_s, clock) if tpm else None
         self._slots = FifoSlots(max_concurrency, clock) if max_concurrency else None
         self._paused_until = -math.inf
+        self._pause_shift = 0.0  # how much later pauses have made every reservation so far
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -247,9 +256,9 @@ class RateLimiter:
 
     def acquire(self, tokens: int = 0, deadline: float | None = None) -> Permit:
         """Wait for budget for one request of ``tokens`` (estimated); never past ``deadline``."""
-        now = self.clock()
+        now, shifted = self.clock(), self._pause_shift
         wait = self._reserve(now, tokens, deadline)
-        granted_at = self._sleep_until(now + wait, tokens, deadline)
+        granted_at = self._sleep_until(now + wait, tokens, deadline, shifted)
         has_slot = self._take_slot(tokens, deadline)
         return Permit(self, tokens, granted_at, has_slot)
 
@@ -282,12 +291,13 @@ class RateLimiter:
                 retry_after=wait,
             )
 
-    def _sleep_until(self, due: float, tokens: int, deadline: float | None) -> float:
-        """Sleep until the reservation is due, and longer if a 429 paused everyone meanwhile.
-        Returns the time the request may go."""
+    def _sleep_until(self, due: float, tokens: int, deadline: float | None, shifted: float) -> float:
+        """Sleep until the reservation is due, and later by whatever a 429 paused everyone
+        since (``shifted``: the pause shift when it was made). Returns the time it may go."""
         now = self.clock()
         while True:
-            until = max(due, now + self._pause_left(now))
+            left = self._pause_left(now)  # first: it may hear of a pause set elsewhere
+            until = max(due + self._pause_shift - shifted, now + left)
             if until > due:  # paused after we reserved: the pause may break the deadline
                 try:
                     self._check_deadline(now, until - now, deadline, "a 429 pause")
@@ -297,7 +307,7 @@ class RateLimiter:
             if until <= now:
                 return until
             self.sleep(until - now)
-            now, due = max(self.clock(), until), until  # a virtual sleep moves no clock
+            now = max(self.clock(), until)  # a virtual sleep moves no clock
 
     def _take_slot(self, tokens: int, deadline: float | None) -> bool:
         if self._slots is None:
@@ -327,9 +337,20 @@ class RateLimiter:
                 self._tokens.take(-difference)
 
     def pause(self, seconds: float) -> None:
-        """Stop every thread for ``seconds`` (a 429's Retry-After)."""
+        """Stop every thread for ``seconds`` (a 429's Retry-After). Every reservation moves
+        later by the time the pause adds, so the queue resumes at its pace afterwards
+        rather than all at once (which would overrun the server's refilled bucket)."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self.clock() + max(0.0, seconds))
+            now = self.clock()
+            until = now + max(0.0, seconds)
+            added = until - max(now, self._paused_until)
+            if added <= 0:
+                return
+            self._paused_until = until
+            self._pause_shift += added
+            for bucket in (self._requests, self._tokens):
+                if bucket is not None:
+                    bucket.postpone(added, now)
 
     def _pause_left(self, now: float) -> float:
         with self._lock:

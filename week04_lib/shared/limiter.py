@@ -83,18 +83,30 @@ return 1
 """
 )
 
-# KEYS: pause. ARGV: seconds (0: only read). Returns {the pause's end, now}, Redis time.
-PAUSE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+# KEYS: pause, requests bucket, tokens bucket. ARGV: seconds (0: only look), then each
+# bucket's rate and capacity. The time a pause adds moves every reservation later
+# (TokenBucket.postpone). Returns {the pause's end, now}, on Redis's clock.
+PAUSE = (
+    _BUCKET
+    + """
+local seconds = tonumber(ARGV[1])
 local until_ = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wanted = now + tonumber(ARGV[1])
-if tonumber(ARGV[1]) > 0 and wanted > until_ then
-  until_ = wanted
-  redis.call('SET', KEYS[1], string.format('%.17g', until_), 'PX', math.ceil(tonumber(ARGV[1]) * 1000) + 1000)
+local added = now + seconds - math.max(now, until_)
+if seconds > 0 and added > 0 then
+  until_ = now + seconds
+  redis.call('SET', KEYS[1], string.format('%.17g', until_), 'PX', math.ceil(seconds * 1000) + 1000)
+  for i = 2, 3 do
+    local rate, cap = tonumber(ARGV[2 * i - 2]), tonumber(ARGV[2 * i - 1])
+    if rate > 0 and redis.call('EXISTS', KEYS[i]) == 1 then
+      local level, stamp = load(KEYS[i], cap)
+      if now > stamp then level, stamp = level_at(level, stamp, rate, cap, now), now end
+      save(KEYS[i], level, stamp + added, rate, cap)
+    end
+  end
 end
 return {string.format('%.17g', until_), string.format('%.17g', now)}
 """
+)
 
 
 class SharedRateLimiter(RateLimiter):
@@ -167,7 +179,9 @@ class SharedRateLimiter(RateLimiter):
     def _shared_pause(self, seconds: float) -> None:
         """Extend the shared pause by ``seconds`` (0: only look), and adopt a pause another
         client set, once: on this limiter's clock from then on (the one it sleeps on)."""
-        found = self.shared.call(PAUSE, self._keys[2:], [seconds], None)
+        (rate_r, cap_r), (rate_t, cap_t) = self._shape
+        pause, requests, tokens = self._keys[2], self._keys[0], self._keys[1]
+        found = self.shared.call(PAUSE, [pause, requests, tokens], [seconds, rate_r, cap_r, rate_t, cap_t], None)
         if found is None:
             return
         until, now = float(found[0]), float(found[1])
