@@ -13,8 +13,7 @@ call, and a process that dies holding one must not take it along.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from typing import Any
 
 from ..ratelimit import RateLimiter
 from . import SharedState
@@ -114,18 +113,9 @@ class SharedRateLimiter(RateLimiter):
     cannot be reached, this process falls back on its own buckets (the full budget each:
     several processes may then send more than the account allows, until Redis is back)."""
 
-    def __init__(
-        self,
-        shared: SharedState,
-        rpm: float | None = None,
-        tpm: float | None = None,
-        max_concurrency: int | None = None,
-        *,
-        burst_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(rpm, tpm, max_concurrency, burst_s=burst_s, clock=clock, sleep=sleep)
+    def __init__(self, shared: SharedState, *limits: Any, **settings: Any) -> None:
+        """``shared``, then ``RateLimiter``'s own arguments (rpm, tpm, max_concurrency, ...)."""
+        super().__init__(*limits, **settings)
         self.shared = shared
         self._keys = [shared.key("limit", "requests"), shared.key("limit", "tokens"), shared.key("limit", "pause")]
         self._seen_pause = 0.0  # the latest shared pause's end (Redis time) adopted here
