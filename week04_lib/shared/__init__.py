@@ -124,6 +124,7 @@ class SharedState:
         self.call(RELEASE, [key], [token], None)
 
     def run(self, op: Callable[[Any], T], fallback: T) -> T:
+        """``op(redis)``; ``fallback`` if Redis fails it, or failed within ``retry_s``."""
         with self._lock:
             if self._down_until is not None and self.clock() < self._down_until:
                 self.failures += 1
@@ -153,6 +154,8 @@ class SharedState:
             log.warning("shared state down: %s (%s)", self.url, detail, extra={"event": "shared_down"})
 
     def _came_back(self) -> None:
+        if self._down_until is None:  # the usual case: no lock taken
+            return
         with self._lock:
             if self._down_until is None:
                 return
