@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .config import REDIS_SCHEMES, check_file_path
+from .config import check_file_path, is_redis_url
 from .errors import InvalidRequest
 
 __all__ = ["CacheWarning", "MemoryCache", "SQLiteCache", "cache_key", "cacheable", "open_cache", "storable"]
@@ -349,7 +349,7 @@ def open_cache(
         return MemoryCache(ttl_s=ttl_s)
     if spec.startswith("sqlite:") and spec[len("sqlite:") :]:
         return SQLiteCache(spec[len("sqlite:") :], ttl_s=ttl_s)
-    if spec.split(":", 1)[0] in REDIS_SCHEMES:
+    if is_redis_url(spec):
         from .shared.cache import RedisCache  # needs the redis package, only when asked for
 
         return RedisCache(spec, namespace, ttl_s=ttl_s, shared=shared)

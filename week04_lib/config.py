@@ -84,6 +84,11 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
+def is_redis_url(text: Any) -> bool:
+    """Does ``text`` name a Redis (``redis://``, ``rediss://``, ``unix://``)?"""
+    return isinstance(text, str) and "://" in text and text.split("://", 1)[0] in REDIS_SCHEMES
+
+
 def check_redis_url(name: str, url: Any) -> str:
     """``redis://[:password@]host[:port][/db]``, ``rediss://`` (TLS) or ``unix:///path``."""
     text = str(url or "").strip() if isinstance(url, str) else ""
@@ -273,7 +278,7 @@ class ClientConfig:
                 settle(name, os.fspath(value))
         if self.shared is not None:
             settle("shared", check_redis_url("shared", self.shared))
-        if isinstance(self.cache, str) and self.cache.split(":", 1)[0] in REDIS_SCHEMES:
+        if is_redis_url(self.cache):
             settle("cache", check_redis_url("cache", self.cache))
         elif self.cache not in (None, "memory") and not (
             isinstance(self.cache, str) and self.cache.startswith("sqlite:")
