@@ -1,10 +1,36 @@
+import contextlib
+import io
+
+import pytest
+
 from week04_lib import checklist, errors
 
+FLAKY = "30% of requests fail (200 calls)"
 
-def test_every_row_passes(capsys):
-    assert checklist.main([]) == 0
-    out = capsys.readouterr().out
-    assert "FAIL" not in out and out.count("PASS") == len(checklist.all_checks()) >= 20
+
+@pytest.fixture(scope="module")
+def demo():
+    """One ``make demo`` (``checklist.main([])``, ~10 s) for the whole file: its exit code,
+    what it printed, and the rows it printed them from (``run_checks`` is watched, not
+    replaced), so that tests about LLMClient's rows read them instead of running them again."""
+    real, rows = checklist.run_checks, []
+
+    def watched(*args, **kwargs):
+        made = real(*args, **kwargs)
+        rows.extend(made)
+        return made
+
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(checklist, "run_checks", watched)
+        code = checklist.main([])
+    return code, out.getvalue(), {row.scenario: row for row in rows}
+
+
+def test_every_row_passes(demo):
+    code, out, rows = demo
+    assert code == 0, out
+    assert "FAIL" not in out and out.count("PASS") == len(checklist.all_checks()) == len(rows) >= 20, out
 
 
 def test_a_wrong_expectation_fails_the_row_and_the_exit_code(monkeypatch, capsys):
@@ -34,10 +60,10 @@ def test_the_wire_rows_catch_what_they_guard(monkeypatch):
     assert not ids.passed and "BadRequest" in ids.observed
 
 
-def test_the_flaky_service_row_catches_a_fixed_retry_budget(monkeypatch):
+def test_the_flaky_service_row_catches_a_fixed_retry_budget(demo, monkeypatch):
     """The row guards issue 12: with the old fixed 10 % budget and no throttle, it fails."""
-    row = {check.scenario: check for check in checklist.all_checks()}["30% of requests fail (200 calls)"]
-    assert checklist.run_checks([row])[0].passed
+    assert demo[2][FLAKY].passed  # today's LLMClient passes it
+    row = {check.scenario: check for check in checklist.all_checks()}[FLAKY]
     plain = checklist.client_for
     monkeypatch.setattr(checklist, "client_for", lambda url, **s: plain(url, **s, retry_budget=0.1, throttle_k=None))
     [old] = checklist.run_checks([row])
@@ -82,7 +108,7 @@ def test_any_object_with_chat_is_graded_and_llmclient_only_rows_are_not_applicab
     assert "n/a" in table and table.count("FAIL") == 1
 
 
-def test_llmclient_rows_are_unchanged_by_the_plain_path():
-    """The same rows through LLMClient (no factory) all apply and pass."""
-    rows = checklist.run_checks(_rows("503 then ok", "primary model down (503)", "3 x 503: breaker"))
+def test_llmclient_rows_are_unchanged_by_the_plain_path(demo):
+    """The same rows through LLMClient (no factory: the demo's run) all apply and pass."""
+    rows = [demo[2][scenario] for scenario in ("503 then ok", "primary model down (503)", "3 x 503: breaker")]
     assert [r.result for r in rows] == ["PASS", "PASS", "PASS"]

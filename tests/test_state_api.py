@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 import uuid
 
@@ -239,13 +237,7 @@ def test_9_config_is_immutable_and_friendly_where_it_can_be():
 
 
 # ---------------------------------------------------------- 10. the CLI's codes
-
-
-def cli(*args, **env):
-    clean = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": ":".join(sys.path)}
-    return subprocess.run(
-        [sys.executable, "-m", "week04_lib", *args], capture_output=True, text=True, timeout=60, env=clean | env
-    )
+# run_cli (conftest.py) runs main(ARGS) in this process; test_cli.py runs real processes too
 
 
 @pytest.mark.parametrize(
@@ -261,8 +253,8 @@ def cli(*args, **env):
         (["chat", "hi", "--model", "some-unpriced-model"], {}, 0),
     ],
 )
-def test_10_the_cli_keeps_its_exit_code_table(args, env, code):
-    done = cli(*args, **env)
+def test_10_the_cli_keeps_its_exit_code_table(run_cli, args, env, code):
+    done = run_cli(*args, **env)
     assert done.returncode == code, done.stderr
     assert "Traceback" not in done.stderr
     said = [line for line in done.stderr.splitlines() if not line.startswith("(no WEEK04_BASE_URL")]
@@ -272,11 +264,11 @@ def test_10_the_cli_keeps_its_exit_code_table(args, env, code):
         assert all(line.startswith(("[", "warning:")) for line in said), said
 
 
-def test_10_a_log_line_with_an_odd_model_is_summarized(tmp_path):
+def test_10_a_log_line_with_an_odd_model_is_summarized(run_cli, tmp_path):
     path = tmp_path / "odd.jsonl"
     line = {"ts": "2026-01-01T00:00:00Z", "event": "final", "model": {"x": 1}, "success": True, "latency_s": 0.1}
     path.write_text(json.dumps(line) + "\n")
-    done = cli("logs", "summarize", str(path))
+    done = run_cli("logs", "summarize", str(path))
     assert done.returncode == 0 and "1 calls" in done.stdout
 
 

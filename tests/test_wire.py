@@ -26,6 +26,10 @@ from .hostile import RawServer, drip
 PAYLOAD = {"model": "fake-mini", "messages": HELLO}
 TWO_S = Timeouts(connect=1, read=1, total=2)
 MARGIN = 0.25
+# Finding 1's servers send a byte or a line every DRIP_S, well inside each read's limit:
+# only the whole call's deadline, twice the read timeout, can end them.
+DRIP_S = 0.1
+DEADLINE = Timeouts(connect=1, read=0.5, total=1)
 CERT = Path(__file__).parent / "data" / "localhost-cert.pem"
 KEY = Path(__file__).parent / "data" / "localhost-key.pem"
 COMPLETION = json.dumps(
@@ -62,24 +66,24 @@ def reply(status_line: bytes, headers: list[bytes], body: bytes = COMPLETION):
 
 
 def status_line_trickle(conn, stop):
-    drip(conn, [bytes([b]) for b in b"HTTP/1.1 200 OK\r\n"], 0.3, stop)
+    drip(conn, [bytes([b]) for b in b"HTTP/1.1 200 OK\r\n"], DRIP_S, stop)  # 1.7 s: past the deadline
 
 
 def header_value_trickle(conn, stop):
     conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-    drip(conn, [b"a"] * 100, 0.3, stop)
+    drip(conn, [b"a"] * 100, DRIP_S, stop)
 
 
 def chunk_size_trickle(conn, stop):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
-    drip(conn, [b"0"] * 100, 0.3, stop)  # a chunk-size line that never ends
+    drip(conn, [b"0"] * 100, DRIP_S, stop)  # a chunk-size line that never ends
 
 
 @pytest.mark.parametrize(
     "server",
     [
-        pytest.param(lambda: FakeLLMServer(["header_trickle:0.3"], latency=0), id="header-line-every-0.3s"),
-        pytest.param(lambda: FakeLLMServer(["chunked_stall"], latency=0), id="endless-chunked-trailer"),
+        pytest.param(lambda: FakeLLMServer([f"header_trickle:{DRIP_S}"], latency=0), id="header-line-every-0.1s"),
+        pytest.param(lambda: FakeLLMServer(["chunked_stall"], latency=0), id="endless-chunked-trailer"),  # 0.1 s
         pytest.param(lambda: RawServer(status_line_trickle), id="status-line-byte-by-byte"),
         pytest.param(lambda: RawServer(header_value_trickle), id="header-value-byte-by-byte"),
         pytest.param(lambda: RawServer(chunk_size_trickle), id="chunk-size-line-byte-by-byte"),
@@ -89,17 +93,18 @@ def test_1_total_deadline_covers_headers_and_chunked_framing(server, no_leaks):
     with server() as srv:
         start = time.monotonic()
         with pytest.raises(errors.DeadlineExceeded):
-            one_attempt(srv.url)
+            one_attempt(srv.url, timeouts=DEADLINE)
         took = time.monotonic() - start
-    assert 1.9 <= took < TWO_S.total + MARGIN
+    assert DEADLINE.total - 0.1 <= took < DEADLINE.total + MARGIN  # not at a read timeout, not later
 
 
 def test_1_the_deadline_spans_retries_on_a_header_trickle():
-    with FakeLLMServer(default="header_trickle:0.3", latency=0) as srv, client_for(srv.url) as client:
-        start = time.monotonic()
-        with pytest.raises(errors.LLMTimeout):
-            client.chat(HELLO)
-    assert time.monotonic() - start < TWO_S.total + MARGIN
+    with FakeLLMServer(default=f"header_trickle:{DRIP_S}", latency=0) as srv:
+        with client_for(srv.url, timeouts=DEADLINE) as client:
+            start = time.monotonic()
+            with pytest.raises(errors.LLMTimeout):
+                client.chat(HELLO)
+    assert time.monotonic() - start < DEADLINE.total + MARGIN
 
 
 def test_1_the_watchdog_thread_goes_when_idle_or_closed(monkeypatch):
