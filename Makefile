@@ -33,12 +33,16 @@ $(LOWEST_STAMP): requirements-lowest.txt pyproject.toml
 	$(LOWEST)/bin/python -m pip install -q --no-deps -e .
 	@touch $(LOWEST_STAMP)
 
+# Four workers on two cores: the tests mostly wait (on deadlines, servers, subprocesses):
+# with two, the cores sat idle more than half the time.
+WORKERS := -n 4 --dist loadfile
+
 test: $(STAMP) $(LOWEST_STAMP)  ## unit and integration tests, every notebook under nbval, then test-lowest
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests notebooks $(NBVAL)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(WORKERS) tests notebooks $(NBVAL)
 	@$(MAKE) --no-print-directory test-lowest
 
 test-lowest: $(LOWEST_STAMP)  ## the core tests against the lowest declared versions (.venv-lowest)
-	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --junitxml=$(LOWEST)/junit.xml $(LOWEST_TESTS)
+	$(LOWEST)/bin/python -m pytest -q -p no:cacheprovider $(WORKERS) --junitxml=$(LOWEST)/junit.xml $(LOWEST_TESTS)
 	@grep -q 'skipped="0"' $(LOWEST)/junit.xml || { echo "test-lowest: tests were skipped; it must run them all"; exit 1; }
 
 demo: $(STAMP)  ## the forced-failure checklist against the embedded fake server
