@@ -97,3 +97,36 @@ def test_a_waiting_call_in_another_client_keeps_its_deadline(redis_url):
             leader.join()
             assert second.chat(HELLO, temperature=0).cached  # once the leader's answer is in
     assert 0.25 <= waited <= 0.3 + 0.25 and len(srv.attempts) == 1
+
+
+def missed_just_before_the_answer(client, answer_stored):
+    """``client``'s next cache lookup misses while the other call is in flight, and returns
+    only once that call's answer is stored: the moment between a caller's own lookup and
+    its turn to lead (bench: 201 requests for 200 prompts before the second look)."""
+    real_get = client.cache.get
+
+    def get(key, **kwargs):
+        found = real_get(key, **kwargs)
+        answer_stored.wait(5)
+        return found
+
+    client.cache.get = get
+
+
+@pytest.mark.parametrize("where", ["one client", "two clients on one Redis"])
+def test_a_caller_that_missed_just_before_the_answer_was_stored_sends_nothing(where, redis_url):
+    with FakeLLMServer(latency=0.2) as srv:
+        settings = {"base_url": srv.url, "model": "fake-mini", "cache": redis_url}
+        if where != "one client":
+            settings["shared"] = redis_url
+        with LLMClient(ClientConfig(**settings)) as first, LLMClient(ClientConfig(**settings)) as other:
+            second = first if where == "one client" else other
+            answer_stored = threading.Event()
+            leader = threading.Thread(target=lambda: (first.chat(HELLO, temperature=0), answer_stored.set()))
+            leader.start()
+            while not srv.attempts:  # the first call's request is in flight
+                time.sleep(0.005)
+            missed_just_before_the_answer(second, answer_stored)
+            late = second.chat(HELLO, temperature=0)
+            leader.join()
+    assert late.cached and len(srv.attempts) == 1

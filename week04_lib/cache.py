@@ -125,6 +125,11 @@ class _Counted:
                 self.saved_usd += float(value.get("cost_usd") or 0.0)
         return value
 
+    def holds(self, key: str, *, wait_s: float | None = None) -> bool:
+        """Is a fresh entry there? Counts nothing (a second look within one lookup)."""
+        found = self._read(key, wait_s)
+        return found is not None and self._fresh(found[1])
+
     def get_stale(self, key: str, *, wait_s: float | None = None) -> dict[str, Any] | None:
         """Any entry, expired or not (for serving a stale answer when all else failed)."""
         found = self._read(key, wait_s)

@@ -319,7 +319,8 @@ class LLMClient:
             return hit
         if cache is not None and call.send == self.transport.chat:  # a stream or an embedding goes alone
             answered = partial(self._cached, call, model, key)
-            return self.flights.run(key, call.deadline, lambda: self._sent(call, model, payload), answered)
+            stored = partial(cache.holds, key, wait_s=call.deadline - self.clock())
+            return self.flights.run(key, call.deadline, lambda: self._sent(call, model, payload), answered, stored)
         return self._sent(call, model, payload)
 
     def _cached(self, call: _Call, model: str, key: str) -> ChatResult | None:

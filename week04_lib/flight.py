@@ -6,7 +6,9 @@ the first has its answer; twenty threads (or four processes) asking the same que
 at the same moment all miss and all pay. ``SingleFlight.run(key, ...)`` lets one caller
 per key lead (send the request, store the answer) while the others wait for it, each no
 longer than its own deadline, and then read the answer from the cache. If the leader
-fails, or its answer may not be stored, a waiting caller leads in turn.
+fails, or its answer may not be stored, a waiting caller leads in turn. A caller that
+becomes the leader looks in the cache once more first: the previous leader may have
+stored the answer between this caller's own lookup and its turn.
 
 In one process the waiters wait on the leader's event. With ``SharedState`` (Redis) the
 leader also holds a lock on the key, ``flight:<key>``, that expires at its deadline, so
@@ -42,9 +44,17 @@ class SingleFlight:
         self._leaders: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def run(self, key: str, deadline: float, lead: Callable[[], T], answered: Callable[[], T | None]) -> T:
+    def run(
+        self,
+        key: str,
+        deadline: float,
+        lead: Callable[[], T],
+        answered: Callable[[], T | None],
+        stored: Callable[[], bool],
+    ) -> T:
         """``lead()`` if no identical call is in flight; else wait for it, then return
-        ``answered()`` (the cache), or lead if that found nothing."""
+        ``answered()`` (the cache), or lead if that found nothing. ``stored()``: is an
+        answer in the cache already (a look that counts no lookup)?"""
         while True:
             with self._lock:
                 event = self._leaders.get(key)
@@ -54,7 +64,9 @@ class SingleFlight:
             assert event is not None
             if leading:
                 try:
-                    return self._lead_across_processes(key, deadline, lead, answered)
+                    return self._lead_across_processes(
+                        key, deadline, self._unless_stored(lead, answered, stored), answered
+                    )
                 finally:
                     with self._lock:
                         del self._leaders[key]
@@ -62,6 +74,19 @@ class SingleFlight:
             self._wait(event, deadline)
             if (found := answered()) is not None:
                 return found
+
+    @staticmethod
+    def _unless_stored(
+        lead: Callable[[], T], answered: Callable[[], T | None], stored: Callable[[], bool]
+    ) -> Callable[[], T]:
+        """``lead``, unless the answer came in since the caller looked."""
+
+        def go() -> T:
+            if stored() and (found := answered()) is not None:
+                return found
+            return lead()
+
+        return go
 
     def _wait(self, event: threading.Event, deadline: float) -> None:
         # the time left is read on the owner's clock, then waited on the real one: another
