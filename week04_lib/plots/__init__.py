@@ -5,16 +5,9 @@ Every helper takes its data and an optional ``ax`` and returns the ``ax`` it dre
 side or add to one. Call ``use_style()`` once in a notebook's setup cell.
 """
 
+from .breaker import BREAKER_COLORS, breaker_diagram, breaker_states
 from .client import OUTCOME_COLORS, call_flow, latency_cdf, outcome_bars
-from .observe import (
-    BREAKER_COLORS,
-    breaker_diagram,
-    breaker_states,
-    cost_saved,
-    incident_timeline,
-    latency_percentiles,
-    texts_sent,
-)
+from .observe import cost_saved, incident_timeline, latency_percentiles, texts_sent
 from .rates import cumulative_grants, limit_budget, rate_panels, rate_timeline, token_bucket
 from .retries import (
     STRATEGY_COLORS,
