@@ -3,6 +3,7 @@ or hung (stopped, so connections stay open and silent): calls go on with local s
 within their deadline, one warning, a log record when Redis is back, and nothing but an
 ``LLMError`` escapes."""
 
+import logging
 import os
 import signal
 import threading
@@ -15,7 +16,7 @@ import pytest
 from week04_lib import ChatResult, ClientConfig, LLMClient, Timeouts, errors
 from week04_lib.fakeserver import FakeLLMServer
 from week04_lib.logs import log_to, read_logs, stop_logging
-from week04_lib.shared import SharedStateWarning
+from week04_lib.shared import SharedState, SharedStateWarning
 from week04_lib.shared.server import RedisServer
 
 from .conftest import HELLO
@@ -130,3 +131,29 @@ def test_no_exception_but_an_llm_error_escapes_while_redis_flaps(redis_server):
     outcomes = calls_while(redis_server, flap, seconds=1.5)
     check_every_call_ended_in_time(outcomes)
     assert threading.active_count() < 50
+
+
+def test_an_operation_begun_before_an_outage_does_not_end_it(caplog):
+    """Seen once in make test: two ``shared_down`` records for one kill. An operation that
+    began before Redis went away and ended well afterwards must not report it back."""
+    with RedisServer() as server:
+        state = SharedState(server.url, "acct")
+        began, finish = threading.Event(), threading.Event()
+
+        def slow_ok(r):
+            r.ping()
+            began.set()
+            finish.wait(5)
+            return "ok"
+
+        early = threading.Thread(target=state.run, args=(slow_ok, None))
+        early.start()
+        began.wait(5)
+        server.kill()
+        with warnings.catch_warnings(), caplog.at_level(logging.INFO, logger="week04_lib.shared"):
+            warnings.simplefilter("ignore", SharedStateWarning)
+            assert state.run(lambda r: r.ping(), "fallback") == "fallback"
+            finish.set()
+            early.join(5)
+        events = [getattr(record, "event", None) for record in caplog.records]
+    assert not state.up and events == ["shared_down"]

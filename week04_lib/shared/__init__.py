@@ -90,6 +90,7 @@ class SharedState:
         self.redis, self._unavailable = _connect(url, timeout_s)
         self.failures = 0  # operations that fell back to local state
         self._down_until: float | None = None  # None: up; else when to try Redis again
+        self._outages = 0  # how many times it went down
         self._warned = False
         self._scripts: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -129,18 +130,20 @@ class SharedState:
             if self._down_until is not None and self.clock() < self._down_until:
                 self.failures += 1
                 return fallback
+            outages = self._outages
         try:
             result = op(self.redis)
         except self._unavailable as exc:
             self._went_down(exc)
             return fallback
-        self._came_back()
+        self._came_back(outages)
         return result
 
     def _went_down(self, exc: Exception) -> None:
         with self._lock:
             self.failures += 1
             first_outage = self._down_until is None
+            self._outages += first_outage
             self._down_until = self.clock() + self.retry_s
             warn, self._warned = not self._warned, True
         detail = redact(f"{type(exc).__name__}: {exc}", [self._password])
@@ -153,11 +156,13 @@ class SharedState:
         if first_outage:
             log.warning("shared state down: %s (%s)", self.url, detail, extra={"event": "shared_down"})
 
-    def _came_back(self) -> None:
+    def _came_back(self, outages: int) -> None:
+        """An operation that began after the latest outage did: Redis is back. (One that
+        began before it and ended well says nothing: the outage came in between.)"""
         if self._down_until is None:  # the usual case: no lock taken
             return
         with self._lock:
-            if self._down_until is None:
+            if self._down_until is None or outages != self._outages:
                 return
             self._down_until = None
         log.info("shared state back: %s", self.url, extra={"event": "shared_back"})
