@@ -246,3 +246,12 @@ def test_shared_state_without_the_redis_package_says_what_to_install(monkeypatch
     monkeypatch.setitem(sys.modules, "redis", None)  # as on an install without the [shared] extra
     with pytest.raises(errors.InvalidRequest, match=r"pip install 'week04_lib\[shared\]'"):
         LLMClient(ClientConfig(shared="redis://127.0.0.1:6379/0"))
+
+
+def test_a_pause_first_heard_of_while_reserving_is_waited_once(redis_url):
+    """b has not looked at the shared pause before it asks: its reservation already waits
+    for the pause, which must not then move it later once more."""
+    a, b = limiter(redis_url, rpm=6000), limiter(redis_url, rpm=6000)
+    a.pause(0.5)
+    b.acquire()
+    assert b.sleep == [pytest.approx(0.5, abs=0.1)]  # not 1.0

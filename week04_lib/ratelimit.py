@@ -256,14 +256,15 @@ class RateLimiter:
 
     def acquire(self, tokens: int = 0, deadline: float | None = None) -> Permit:
         """Wait for budget for one request of ``tokens`` (estimated); never past ``deadline``."""
-        now, shifted = self.clock(), self._pause_shift
-        wait = self._reserve(now, tokens, deadline)
+        now = self.clock()
+        wait, shifted = self._reserve(now, tokens, deadline)
         granted_at = self._sleep_until(now + wait, tokens, deadline, shifted)
         has_slot = self._take_slot(tokens, deadline)
         return Permit(self, tokens, granted_at, has_slot)
 
-    def _reserve(self, now: float, tokens: int, deadline: float | None) -> float:
-        """Charge the buckets for one request as of the time it may go; that wait."""
+    def _reserve(self, now: float, tokens: int, deadline: float | None) -> tuple[float, float]:
+        """Charge the buckets for one request as of the time it may go: that wait, and the
+        pause shift it was made under (a later pause moves it later)."""
         with self._lock:
             wait = self._wait_needed(now, tokens)
             self._check_deadline(now, wait, deadline, "the rate limit")
@@ -273,7 +274,7 @@ class RateLimiter:
                 self._requests.take(1, at=now + wait)
             if self._tokens:
                 self._tokens.take(tokens, at=now + wait)
-        return wait
+            return wait, self._pause_shift
 
     def _wait_needed(self, now: float, tokens: int) -> float:
         wait = self._paused_until - now

@@ -48,12 +48,13 @@ end
 
 # KEYS: requests bucket, tokens bucket, pause. ARGV: request rate, capacity, token rate,
 # capacity (a rate of 0: no such limit), tokens, the longest wait allowed (< 0: any).
-# Returns {granted 0/1, wait}: charged as of now + wait only when granted.
+# Returns {granted 0/1, wait, the pause's end, now}: charged as of now + wait only when granted.
 RESERVE = (
     _BUCKET
     + """
 local tokens, max_wait = tonumber(ARGV[5]), tonumber(ARGV[6])
-local wait = math.max(0, (tonumber(redis.call('GET', KEYS[3]) or '0')) - now)
+local paused_until = tonumber(redis.call('GET', KEYS[3]) or '0')
+local wait = math.max(0, paused_until - now)
 local limits = {{KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), 1},
                 {KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tokens}}
 for _, b in ipairs(limits) do
@@ -62,11 +63,12 @@ for _, b in ipairs(limits) do
     wait = math.max(wait, (math.min(b[4], b[3]) - level_at(level, stamp, b[2], b[3], now)) / b[2])
   end
 end
-if max_wait >= 0 and wait > max_wait then return {0, string.format('%.17g', wait)} end
+local pause = {string.format('%.17g', paused_until), string.format('%.17g', now)}
+if max_wait >= 0 and wait > max_wait then return {0, string.format('%.17g', wait), pause[1], pause[2]} end
 for _, b in ipairs(limits) do
   if b[2] > 0 then charge(b[1], b[2], b[3], b[4], now + wait) end
 end
-return {1, string.format('%.17g', wait)}
+return {1, string.format('%.17g', wait), pause[1], pause[2]}
 """
 )
 
@@ -128,17 +130,19 @@ class SharedRateLimiter(RateLimiter):
             f"SharedRateLimiter(rpm={self.rpm}, tpm={self.tpm}, max_concurrency={self.max_concurrency}, {self.shared})"
         )
 
-    def _reserve(self, now: float, tokens: int, deadline: float | None) -> float:
+    def _reserve(self, now: float, tokens: int, deadline: float | None) -> tuple[float, float]:
         max_wait = -1.0 if deadline is None else max(0.0, deadline - now)
         (rate_r, cap_r), (rate_t, cap_t) = self._shape
         args = [rate_r, cap_r, rate_t, cap_t, tokens, max_wait]
         answer = self.shared.call(RESERVE, self._keys, args, None)
         if answer is None:
             return super()._reserve(now, tokens, deadline)
+        # a pause first heard of here is in this wait already: adopt it before the shift is read
+        self._adopt_pause(float(answer[2]), float(answer[3]))
         wait = float(answer[1])
         if not int(answer[0]):
             self._check_deadline(now, wait, deadline, "the shared rate limit")
-        return wait
+        return wait, self._pause_shift
 
     def _adjust(self, bucket: int, amount: float) -> bool:
         rate, capacity = self._shape[bucket]
@@ -167,14 +171,16 @@ class SharedRateLimiter(RateLimiter):
         return super()._pause_left(now)
 
     def _shared_pause(self, seconds: float) -> None:
-        """Extend the shared pause by ``seconds`` (0: only look), and adopt a pause another
-        client set, once: on this limiter's clock from then on (the one it sleeps on)."""
+        """Extend the shared pause by ``seconds`` (0: only look), and adopt it."""
         (rate_r, cap_r), (rate_t, cap_t) = self._shape
         pause, requests, tokens = self._keys[2], self._keys[0], self._keys[1]
         found = self.shared.call(PAUSE, [pause, requests, tokens], [seconds, rate_r, cap_r, rate_t, cap_t], None)
-        if found is None:
-            return
-        until, now = float(found[0]), float(found[1])
+        if found is not None:
+            self._adopt_pause(float(found[0]), float(found[1]))
+
+    def _adopt_pause(self, until: float, now: float) -> None:
+        """A shared pause (its end and the time, on Redis's clock) another client set:
+        adopted once, on this limiter's clock from then on (the one it sleeps on)."""
         if until > self._seen_pause:
             self._seen_pause = until
             super().pause(until - now)
