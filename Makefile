@@ -33,9 +33,9 @@ $(LOWEST_STAMP): requirements-lowest.txt pyproject.toml
 	$(LOWEST)/bin/python -m pip install -q --no-deps -e .
 	@touch $(LOWEST_STAMP)
 
-# Four workers on two cores: the tests mostly wait (on deadlines, servers, subprocesses):
-# with two, the cores sat idle more than half the time.
-WORKERS := -n 4 --dist loadfile
+# Three workers on two cores: the tests mostly wait (on deadlines, servers, subprocesses):
+# with two, the cores sat idle more than half the time; four made timing checks flaky.
+WORKERS := -n 3 --dist loadfile
 
 test: $(STAMP) $(LOWEST_STAMP)  ## unit and integration tests, every notebook under nbval, then test-lowest
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(WORKERS) tests notebooks $(NBVAL)

@@ -110,7 +110,7 @@ def check_summarize_outcomes(fn: Callable[..., Any]) -> str:
 
 # ★★★ Exercise 3 -----------------------------------------------------------------------
 
-SLOW_S, HEDGE_AFTER_S = 0.4, 0.15  # a fast answer (latency 0) is in well before 0.15 s, even on a busy machine
+SLOW_S, HEDGE_AFTER_S = 0.8, 0.15  # a fast answer (latency 0) is in well before 0.15 s, even on a busy machine
 
 
 def _question(i: int) -> list[dict[str, str]]:
